@@ -1,0 +1,146 @@
+"""Attention that natively takes keys and values from *before* the current tokens.
+
+The one idea minitx hangs on: a prefix (prefix tuning, deep prompts) is a pre-filled key/value
+cache. Whether the extra keys come from a learned prefix, from tokens decoded earlier, or both,
+attention sees P keys before the T current ones, and one mask rule covers every case:
+
+    query i (0-based among the T current tokens) may attend key j  iff  j <= i + P
+
+i.e. the causal mask aligned to the *lower right* of the (T, S = P + T) score matrix, minus keys
+marked as padding. PyTorch's `is_causal=True` is aligned to the upper left (query i sees keys
+j <= i), which is wrong as soon as P > 0; `causal_lower_right` is the right bias.
+
+Shapes: q (B, nh, T, hs), k and v (B, nh, S, hs); boolean masks are True where a query may look.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
+
+
+def attention(q, k, v, mask=None):
+    """Scaled dot-product attention written out: softmax(q kᵀ / √d) v (Vaswani et al. 2017, eq. 1).
+
+    Returns `(out, weights)` so a lesson can look at the weights. Masked keys get exactly zero
+    weight; a query row with no visible key at all returns zeros (the convention of PyTorch's
+    fused kernel, so both paths agree on every row).
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, nh, T, S)
+    if mask is not None:
+        # a very negative finite number, not -inf, keeps the softmax and its gradient finite
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = scores.softmax(dim=-1)
+    if mask is not None:
+        weights = weights.masked_fill(~mask, 0.0)
+    return weights @ v, weights
+
+
+def causal_mask(T, S, device=None):
+    """The (T, S) lower-right causal mask: query i sees key j iff j <= i + (S - T)."""
+    i = torch.arange(T, device=device).unsqueeze(1)
+    j = torch.arange(S, device=device).unsqueeze(0)
+    return j <= i + (S - T)
+
+
+def build_mask(T, key_mask=None, causal=True):
+    """Combine the causal rule with a key-padding mask into one boolean mask, or None.
+
+    key_mask: (B, S) bool, True on real keys (prefix, cache and current tokens alike), False on
+    padding. Returns (B, 1, T, S) when there is padding to hide, else None, which tells the fast
+    path to use a bias object and materialise nothing.
+    """
+    if key_mask is None:
+        return None
+    if key_mask.dim() != 2 or key_mask.dtype != torch.bool or key_mask.size(1) < T:
+        raise ValueError(f"attention_mask must be a bool tensor of shape (B, S) with S >= T={T} "
+                         f"(keys before the current tokens included); got {tuple(key_mask.shape)} "
+                         f"{key_mask.dtype}")
+    mask = key_mask[:, None, None, :]  # (B, 1, 1, S)
+    if causal:
+        mask = mask & causal_mask(T, key_mask.size(1), key_mask.device)  # (B, 1, T, S)
+    return mask
+
+
+def fast_attention(q, k, v, mask=None, causal=True):
+    """The same math through `F.scaled_dot_product_attention` (fused kernels, no weights kept).
+
+    With no mask the causal rule becomes a lower-right bias object, so no (T, S) tensor exists.
+    """
+    T, S = q.size(-2), k.size(-2)
+    if mask is None and causal and T > 1:
+        mask = causal_lower_right(T, S)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with GPT-2 parameter names that takes keys/values from before.
+
+    Self-attention (`cross=False`): q, k, v all come from x through one `c_attn` projection.
+    Cross-attention (`cross=True`): q comes from x through `c_q`; k, v come from `context` (the
+    encoder output) through `c_kv`. In both, `past` = (k, v) of shape (B or 1, nh, P, hs) is put
+    in front of the new keys and values: a learned prefix, a decoding cache, or both. The layer
+    returns `(y, (k, v))` with the full keys and values, ready to be the next step's cache. For
+    cross-attention with `context=None` the `past` is used as the whole key/value set (cached
+    encoder keys).
+
+    `use_sdpa=False` routes through the written-out `attention` and keeps `self.weights`.
+    """
+
+    def __init__(self, n_embd, n_head, bias=True, dropout=0.0, cross=False, causal=True):
+        super().__init__()
+        if n_embd % n_head != 0:
+            raise ValueError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
+        self.n_head, self.n_embd, self.cross, self.causal = n_head, n_embd, cross, causal
+        if cross:
+            self.c_q = nn.Linear(n_embd, n_embd, bias=bias)
+            self.c_kv = nn.Linear(n_embd, 2 * n_embd, bias=bias)
+        else:
+            self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
+        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.resid_dropout = nn.Dropout(dropout)
+        self.use_sdpa = True
+        self.weights = None
+
+    def split_heads(self, x):
+        B, T, C = x.shape
+        return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+
+    def check_past(self, past, B, like):
+        """Raise a ValueError that names the expected shape if `past` cannot sit before this batch."""
+        hs = self.n_embd // self.n_head
+        for name, t in zip(("keys", "values"), past):
+            if t.dim() != 4 or t.size(0) not in (1, B) or t.size(1) != self.n_head or t.size(3) != hs:
+                raise ValueError(f"prefix/past {name} must have shape (B or 1, n_head, P, head_size)"
+                                 f" = ({B} or 1, {self.n_head}, P, {hs}); got {tuple(t.shape)}")
+        if past[0].shape != past[1].shape:
+            raise ValueError(f"prefix/past keys {tuple(past[0].shape)} and values "
+                             f"{tuple(past[1].shape)} must have the same shape")
+        return [t.to(like.dtype).expand(B, -1, -1, -1) for t in past]
+
+    def forward(self, x, past=None, mask=None, context=None):
+        B, T, C = x.shape
+        if self.cross:
+            q = self.split_heads(self.c_q(x))
+            if context is not None:
+                k, v = map(self.split_heads, self.c_kv(context).split(self.n_embd, dim=2))
+        else:
+            q, k, v = map(self.split_heads, self.c_attn(x).split(self.n_embd, dim=2))
+        if past is not None:
+            past_k, past_v = self.check_past(past, B, q)
+            if self.cross and context is None:
+                k, v = past_k, past_v
+            else:
+                k = torch.cat([past_k, k], dim=2)  # (B, nh, P + T, hs)
+                v = torch.cat([past_v, v], dim=2)
+        elif self.cross and context is None:
+            raise ValueError("cross-attention needs `context` (encoder output) or cached `past`")
+        if self.use_sdpa:
+            y = fast_attention(q, k, v, mask, causal=self.causal and not self.cross)
+        else:
+            if mask is None and self.causal and not self.cross:
+                mask = causal_mask(T, k.size(2), x.device)
+            y, self.weights = attention(q, k, v, mask)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, nh * hs)
+        return self.resid_dropout(self.c_proj(y)), (k, v)

@@ -232,8 +232,8 @@ class LoRA(Method):
 
 
 class Adapter(Method):
-    """Bottleneck adapters (Houlsby et al. 2019, arXiv 1902.00751 §2.1): after the attention and the
-    MLP sub-layer of every block, before the residual add, out + up(GELU(down(out))). The
+    """Bottleneck adapters (Houlsby et al. 2019, arXiv 1902.00751 §2.1): after every attention and
+    MLP sub-layer (`*attn.c_proj`, `*mlp.c_proj`), before the residual add, out + up(GELU(down(out))). The
     up-projection starts at zero, so each adapter starts as the identity (the near-identity
     initialisation taken to its limit)."""
 
@@ -243,8 +243,7 @@ class Adapter(Method):
         super().__init__(model, n_classes)
         self.bottleneck = bottleneck
         C = model.config.n_embd
-        self.names = [f"transformer.h.{l}.{s}.c_proj" for l in range(model.config.n_layer)
-                      for s in ("attn", "mlp")]
+        self.names = [n for n, _ in model.named_modules() if n.endswith(("attn.c_proj", "mlp.c_proj"))]
         self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(C, bottleneck), nn.GELU(),
                                                   nn.Linear(bottleneck, C)) for _ in self.names)
         for b in self.blocks:

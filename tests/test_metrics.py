@@ -171,7 +171,6 @@ def corpora(draw, sent=SENT):
     return hyps, refs
 
 
-@settings(max_examples=200, deadline=None)
 @given(corpora())
 def test_scores_are_in_range(corpus):
     hyps, refs = corpus
@@ -179,7 +178,6 @@ def test_scores_are_in_range(corpus):
     assert 0.0 <= rouge_l(hyps, refs) <= 100.0 + 1e-9
 
 
-@settings(max_examples=100, deadline=None)
 @given(st.lists(LONG_SENT, min_size=1, max_size=4), st.lists(SENT, max_size=2))
 def test_identical_scores_100(sents, extra_refs):
     # A sentence among its own references: every clipped count is full and r = c.
@@ -188,14 +186,12 @@ def test_identical_scores_100(sents, extra_refs):
     assert rouge_l(sents, refs) == pytest.approx(100.0)
 
 
-@settings(max_examples=100, deadline=None)
 @given(corpora())
 def test_bleu_ignores_sentence_order(corpus):
     hyps, refs = corpus
     assert corpus_bleu(hyps[::-1], refs[::-1]) == pytest.approx(corpus_bleu(hyps, refs))
 
 
-@settings(max_examples=200, deadline=None)
 @given(SENT, SENT)
 def test_rouge_l_symmetric_for_beta_1(a, b):
     assert rouge_l([a], [[b]], beta=1) == pytest.approx(rouge_l([b], [[a]], beta=1))
@@ -233,6 +229,8 @@ def test_bleu_matches_sacrebleu_if_installed():
 
 
 def test_bleu_matches_nltk_if_installed():
+    # NLTK counts max(1, #n-grams) in a precision's denominator, so it departs from Papineni
+    # (and from sacrebleu and minitx) when a hypothesis is shorter than n: keep them >= 4 tokens.
     bleu_score = pytest.importorskip("nltk.translate.bleu_score")
     hyps, refs = CROSS
     ref = bleu_score.corpus_bleu([[r.split() for r in rs] for rs in refs], [h.split() for h in hyps])

@@ -53,7 +53,7 @@ def build_mask(T, key_mask=None, causal=True):
     """
     if key_mask is None:
         return None
-    if key_mask.dim() != 2 or key_mask.dtype != torch.bool or key_mask.size(1) < T:
+    if key_mask.dim() != 2 or key_mask.dtype != torch.bool or (causal and key_mask.size(1) < T):
         raise ValueError(f"attention_mask must be a bool tensor of shape (B, S) with S >= T={T} "
                          f"(keys before the current tokens included); got {tuple(key_mask.shape)} "
                          f"{key_mask.dtype}")

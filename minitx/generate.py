@@ -35,9 +35,9 @@ def generate(model, idx, max_new_tokens, attention_mask=None, past=None, tempera
              top_k=None, top_p=None, stop_ids=(), pad_id=0, generator=None, **model_kwargs):
     """Continue each row of `idx` (B, T) by up to `max_new_tokens` tokens; return (B, n) new ids.
 
-    Batched prompts are left-padded, with `attention_mask` (B, T) True on real tokens. `past`
-    may hold a prefix for a plain GPT; a tuned model (tuning.py) builds its own prefix from
-    `task=...`, passed through `model_kwargs`. A row that emits one of `stop_ids` is finished:
+    Batched prompts are left-padded, with `attention_mask` True on real tokens: (B, T) for a tuned
+    model (tuning.py), which builds its own prefix from `task=...` passed through `model_kwargs`
+    and hides virtual tokens from the caller; (B, P + T) for a plain GPT given a `past` of P keys. A row that emits one of `stop_ids` is finished:
     it keeps the stop token, and `pad_id` fills its remaining places. The loop ends early when
     every row has finished.
     """
@@ -48,13 +48,13 @@ def generate(model, idx, max_new_tokens, attention_mask=None, past=None, tempera
     new_tokens, tokens = [], idx
     for _ in range(max_new_tokens):
         logits, _, past = model(tokens, past=past, attention_mask=attention_mask, **model_kwargs)
-        token = next_token(logits[:, -1, :].float(), temperature, top_k, top_p, generator)
-        token = token.masked_fill(finished, pad_id)  # (B,)
+        raw = next_token(logits[:, -1, :].float(), temperature, top_k, top_p, generator)
+        token = raw.masked_fill(finished, pad_id)  # (B,); pad_id need not be a valid token id
         new_tokens.append(token)
         finished |= torch.isin(token, stop)
         if finished.all():
             break
-        tokens = token.unsqueeze(1)  # (B, 1): only the newest token goes in; the rest is cached
+        tokens = raw.unsqueeze(1)  # (B, 1): only the newest token goes in; the rest is cached
         if attention_mask is not None:
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones(idx.size(0), 1)], 1)
     return torch.stack(new_tokens, dim=1)

@@ -177,4 +177,5 @@ def lm_loss(logits, targets):
     """Mean cross-entropy over positions whose target is not -1 (None without targets)."""
     if targets is None:
         return None
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
+    logits = logits.flatten(0, 1).to(torch.promote_types(logits.dtype, torch.float32))
+    return F.cross_entropy(logits, targets.flatten(), ignore_index=-1)

@@ -66,7 +66,7 @@ class SoftPrompt(Method):
     def __init__(self, model, n_tokens, init="random", vocab_top=5000, n_classes=None):
         super().__init__(model, n_classes)
         self.n_tokens = n_tokens
-        wte = model.transformer.wte.weight.detach().float()
+        wte = model.transformer.wte.weight.detach()
         if isinstance(init, str) and init == "random":
             values = torch.rand(n_tokens, wte.size(1), device=wte.device) - 0.5
         elif isinstance(init, str) and init == "vocab":
@@ -77,7 +77,7 @@ class SoftPrompt(Method):
         else:
             raise ValueError(f"init must be 'random', 'vocab' or a non-empty list of token ids; "
                              f"got {init!r}")
-        self.embeddings = nn.Parameter(values.clone())
+        self.embeddings = nn.Parameter(values.to(torch.promote_types(wte.dtype, torch.float32)))
 
     def prompt(self):
         return self.embeddings
@@ -140,13 +140,14 @@ class Prefix(Method):
                 for l, ln in zip(self.layers, self.norms)]
 
     @torch.no_grad()
-    def init_from_tokens(self, model, ids, fit_steps=300, lr=1e-2):
+    def init_from_tokens(self, model, ids, fit_steps=300, lr=1e-2, run=None):
         """Set the prefix to the frozen model's own keys/values for the tokens `ids` (§7.2 of the
         paper: activations of real words). Direct: exact. Reparameterized: the MLP is fitted to
-        them by least squares with Adam; returns the remaining mean squared error (0.0 if direct)."""
+        them by least squares with Adam; returns the remaining mean squared error (0.0 if direct).
+        `run(ids)` -> per-layer (k, v) replaces `model(ids)[2]` (seq2seq.py passes its encoder)."""
         ids = torch.tensor([(list(ids) * self.length)[:self.length]],
                            device=model.transformer.wte.weight.device)
-        _, _, present = model(ids)
+        present = model(ids)[2] if run is None else run(ids)
         target = torch.stack([torch.stack([present[l][0][0], present[l][1][0]]) for l in self.layers])
         target = target.transpose(2, 3).flatten(-2)  # (n, 2, nh, P, hs) -> (n, 2, P, C)
         target = target.to(next(self.parameters()))  # this module's device and dtype
@@ -298,7 +299,8 @@ class Tuned(nn.Module):
 
     def add(self, name, method):
         """Register `method` under `name` (and make it the default if it is the first)."""
-        self.tasks[name] = method.to(self.base.transformer.wte.weight.device)
+        w = self.base.transformer.wte.weight  # keep a task's parameters at >= fp32 and >= the base's
+        self.tasks[name] = method.to(w.device, torch.promote_types(w.dtype, torch.float32))
         self.default = self.default or name
         return method
 
@@ -444,7 +446,7 @@ class Tuned(nn.Module):
         state = torch.load(path, map_location=self.base.transformer.wte.weight.device,
                            weights_only=True)
         m = METHODS[meta["method"]](self.base, **meta["settings"])
-        m.load_state_dict(state)
+        m.load_state_dict(state, assign=True)  # keep the saved dtype (a float64 adapter stays exact)
         return self.add(name or meta["name"], m)
 
 
@@ -455,9 +457,10 @@ def read_json(directory):
             meta = json.load(f)
     except FileNotFoundError:
         raise ValueError(f"no adapter.json in {directory}: is this an adapter saved by Tuned.save?")
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is corrupted ({e}); save the adapter again") from None
-    if meta.get("format") != "minitx-adapter" or meta.get("method") not in METHODS:
+    if not isinstance(meta, dict) or meta.get("format") != "minitx-adapter" or meta.get(
+            "method") not in METHODS:
         raise ValueError(f"{path} is not a minitx adapter file (format/method unknown)")
     return meta
 

@@ -1,0 +1,75 @@
+"""Lessons 01-03 run in fast mode and measure what they claim to measure.
+
+Each lesson's `main(fast=True)` returns the numbers it printed; these tests check them, so a
+lesson cannot silently stop showing its point.
+Run alone: `python -m pytest tests/test_lessons_core.py -q`.
+"""
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+LESSONS = Path(__file__).resolve().parent.parent / "lessons"
+
+
+def run_lesson(filename):
+    spec = importlib.util.spec_from_file_location(filename.removesuffix(".py"), LESSONS / filename)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is faster on a busy 2-core machine
+    try:
+        return module.main(fast=True)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_lesson_01_soft_prompt_shapes():
+    r = run_lesson("01_soft_prompt_shapes.py")
+    assert r["concat_shape"] == (4, 30, 768) and r["prompt_shape"] == (10, 768)
+    assert r["trainable"] == 7_680 and r["table_params"] == 38_400_000
+    assert r["logits_shape"] == (4, 30, 64) and r["real_logits_shape"] == (4, 20, 64)
+    assert r["hard_prompt_max_diff"] <= 1e-6  # soft prompt of real embeddings = hard prompt
+    assert r["prompt_grad_norm"] > 0 and r["base_grads_none"]
+    assert r["base_unchanged"]
+    assert r["p_label_after"] > 2 * r["p_label_before"]  # 320 numbers steer a frozen model
+
+
+@pytest.mark.slow
+def test_lesson_02_attention_by_hand():
+    r = run_lesson("02_attention_by_hand.py")
+    assert r["by_hand_max_diff"] <= 1e-12
+    assert r["masked_weight_max"] == 0.0  # exactly zero, not small
+    assert r["row_sum_err"] <= 1e-12
+    assert r["fast_vs_written_max_diff"] <= 1e-12
+    assert r["png"] is None or Path(r["png"]).is_file()
+
+
+@pytest.mark.slow
+def test_lesson_03_prefix_attention():
+    r = run_lesson("03_prefix_attention.py")
+    assert r["out_shape"] == (1, 1, 3, 4) and r["weight_shape"] == (1, 1, 3, 5)
+    assert r["prefix_vs_full_max_diff"] <= 1e-10
+    assert r["decode_max_diff"] <= 1e-10
+    assert r["is_causal_is_upper_left_diff"] <= 1e-12
+    assert r["lower_right_max_diff"] <= 1e-10 and r["positions_from_p_max_diff"] <= 1e-10
+    assert r["upper_left_max_diff"] > 1e-2  # the wrong mask gives a measurably wrong answer
+    assert r["positions_from_0_max_diff"] > 1e-2  # and so do positions restarting at 0
+
+
+@pytest.mark.parametrize("filename", ["01_soft_prompt_shapes.py", "02_attention_by_hand.py",
+                                      "03_prefix_attention.py"])
+def test_lessons_use_only_the_public_api(filename):
+    """Lessons import minitx's exported names only and touch no private (_underscored) name."""
+    import ast
+
+    import minitx
+    tree = ast.parse((LESSONS / filename).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "minitx":
+            assert {a.name for a in node.names} <= set(minitx.__all__), filename
+        if isinstance(node, ast.Attribute):
+            assert not node.attr.startswith("_"), f"{filename} uses private name {node.attr}"
+    assert tree.body and isinstance(tree.body[0], ast.Expr)  # opens with a module docstring

@@ -140,11 +140,12 @@ class Prefix(Method):
                 for l, ln in zip(self.layers, self.norms)]
 
     @torch.no_grad()
-    def init_from_tokens(self, model, ids, fit_steps=300, lr=1e-2, run=None):
+    def init_from_tokens(self, model, ids, run=None):
         """Set the prefix to the frozen model's own keys/values for the tokens `ids` (§7.2 of the
-        paper: activations of real words). Direct: exact. Reparameterized: the MLP is fitted to
-        them by least squares with Adam; returns the remaining mean squared error (0.0 if direct).
-        `run(ids)` -> per-layer (k, v) replaces `model(ids)[2]` (seq2seq.py passes its encoder)."""
+        paper: activations of real words). Direct: copied. Reparameterized: the MLP's last Linear
+        is solved by least squares on the (random) tanh features, exact while length <= mid.
+        Returns the remaining mean squared error. `run(ids)` -> per-layer (k, v) replaces
+        `model(ids)[2]` (seq2seq.py passes its encoder)."""
         ids = torch.tensor([(list(ids) * self.length)[:self.length]],
                            device=model.transformer.wte.weight.device)
         present = model(ids)[2] if run is None else run(ids)
@@ -153,15 +154,12 @@ class Prefix(Method):
         target = target.to(next(self.parameters()))  # this module's device and dtype
         if self.mid is None:
             self.kv.copy_(target)
-            return 0.0
-        params = [*self.embedding.parameters(), *self.mlp.parameters()]
-        opt = torch.optim.Adam(params, lr=lr)
-        for _ in range(fit_steps):
-            with torch.enable_grad():
-                loss = F.mse_loss(self.values(), target)
-                opt.zero_grad()
-                loss.backward()
-            opt.step()
+        else:
+            features = self.mlp[1](self.mlp[0](self.embedding.weight))  # (P, mid)
+            features = torch.cat([features, torch.ones_like(features[:, :1])], dim=1)
+            solution = torch.linalg.pinv(features) @ target.permute(2, 0, 1, 3).flatten(1)
+            self.mlp[2].weight.copy_(solution[:-1].t())  # (n·2·C, mid)
+            self.mlp[2].bias.copy_(solution[-1])
         return F.mse_loss(self.values(), target).item()
 
     @torch.no_grad()
@@ -252,7 +250,8 @@ class Adapter(Method):
             nn.init.zeros_(b[2].bias)
 
     def hooks(self):
-        return [(n, lambda x, out, b=b: out + b(out)) for n, b in zip(self.names, self.blocks)]
+        return [(n, lambda x, out, b=b: out + b(out.to(b[0].weight.dtype)).to(out.dtype))
+                for n, b in zip(self.names, self.blocks)]
 
     def settings(self):
         return {"bottleneck": self.bottleneck, **super().settings()}

@@ -33,6 +33,17 @@ seeds = st.integers(0, 2**31 - 1)
 
 # ----------------------------------------------------------------------------- helpers
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine one layer_norm
+    can wait milliseconds for its second thread (this file ran 10x slower): use one, then
+    restore."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def make_base(config=CFG, seed=0):
     """A seeded float64 GPT with generic O(1) weights (GPT-2's 0.02 init would make a tiny model
     almost input-independent, so equalities could pass for the wrong reason)."""
@@ -76,7 +87,8 @@ def close(a, b, tol):
 
 def ce64(logits, targets):
     """lm_loss's cross-entropy in float64 (lm_loss itself computes in fp32)."""
-    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1)
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(),
+                                             ignore_index=-1)
 
 
 def trainable(module):
@@ -147,7 +159,8 @@ def test_lora_merge_equals_hooks_and_unmerge_restores(seed, B, T):
     base = copy.deepcopy(shared_base())  # merge writes into the weights: use a private copy
     original = {k: v.clone() for k, v in base.state_dict().items()}
     tuned = Tuned(base)
-    lora = perturb(tuned.add("lora", LoRA(base, r=3, alpha=6, targets=("c_attn", "mlp.c_fc"))), seed)
+    lora = tuned.add("lora", LoRA(base, r=3, alpha=6, targets=("c_attn", "mlp.c_fc")))
+    perturb(lora, seed)
     idx = ids(seed, B, T)
     hooked = tuned(idx)[0]
     assert not torch.equal(hooked, base(idx)[0])
@@ -216,12 +229,12 @@ def test_reparameterized_prefix_fits_the_hard_prompt(prompt, P, seed):
     tuned = Tuned(base)
     torch.manual_seed(seed)
     prefix = tuned.add("p", Prefix(base, P, mid=16))
-    err = prefix.init_from_tokens(base, prompt)
-    assert err < 1e-6
+    err = prefix.init_from_tokens(base, prompt)  # least squares: exact while P <= mid
+    assert err < 1e-20
     hard = torch.tensor((prompt * P)[:P])[None]
     idx = ids(seed, 2, 6)
     ref = base(torch.cat([hard.expand(2, -1), idx], 1))[0][:, P:]
-    close(tuned(idx)[0], ref, 1e-2)
+    close(tuned(idx)[0], ref, 1e-8)
 
 
 @pytest.mark.parametrize("layers", [None, [1]])
@@ -313,7 +326,8 @@ def pool():
         torch.manual_seed(1)
         methods = {"soft2": SoftPrompt(base, 2), "soft4": SoftPrompt(base, 4),
                    "prefix1": Prefix(base, 1), "prefix3": Prefix(base, 3),
-                   "mlp2": Prefix(base, 2, mid=8), "lora": LoRA(base, r=2), "adapter": Adapter(base, 3)}
+                   "mlp2": Prefix(base, 2, mid=8), "lora": LoRA(base, r=2),
+                   "adapter": Adapter(base, 3)}
     for i, (name, method) in enumerate(methods.items()):
         tuned.add(name, perturb(method, i, std=0.5 if name != "mlp2" else 0.3))
     return tuned.requires_grad_(False)
@@ -465,7 +479,8 @@ def test_load_into_a_base_with_other_weights_raises(saved):
         base.transformer.h[0].mlp.c_fc.bias[0] += 1e-9
     with pytest.raises(ValueError, match="another base model") as e:
         Tuned(base).load(directory)
-    assert "weights differ" in str(e.value) and "load the base model it was trained on" in str(e.value)
+    assert "weights differ" in str(e.value)
+    assert "load the base model it was trained on" in str(e.value)
 
 
 def test_load_into_a_base_with_another_config_raises(saved):
@@ -492,15 +507,19 @@ def test_corrupted_weights_file_raises(saved, damage):
     assert "save the adapter again" in str(e.value)
 
 
-@pytest.mark.parametrize("garbage", [b"{not json", b"\xff\xfe\x00garbage", b"[1, 2]",
-                                     b'{"format": "other"}', None])
-def test_garbage_adapter_json_raises(saved, garbage):
+@pytest.mark.parametrize("garbage, says", [
+    (b"{not json", "corrupted.*save the adapter again"),
+    (b"\xff\xfe\x00garbage", "corrupted.*save the adapter again"),
+    (b"[1, 2]", "not a minitx adapter file"),
+    (b'{"format": "minitx-adapter", "method": "magic"}', "not a minitx adapter file"),
+    (None, "no adapter.json.*Tuned.save")])
+def test_garbage_adapter_json_raises(saved, garbage, says):
     directory, _ = saved
     if garbage is None:
         (directory / "adapter.json").unlink()
     else:
         (directory / "adapter.json").write_bytes(garbage)
-    with pytest.raises(ValueError, match="adapter"):
+    with pytest.raises(ValueError, match=says):
         Tuned(shared_base()).load(directory)
 
 

@@ -334,48 +334,58 @@ class Tuned(nn.Module):
                 h.remove()
 
     def virtual(self, names, device, build):
-        """Per-row soft prompts and prefixes, left-padded to a common length, with their masks.
-        With build=False only the lengths are computed (a cache already holds the tensors)."""
+        """The virtual tokens of this batch: soft prompts (B or 1, n, C), per-layer prefixes, a
+        (B, P + n) mask that hides padding when rows of different tasks have different lengths
+        (None when nothing is padded), and P + n. With build=False only the mask and length are
+        made (a cache already holds the prefixes and prompts)."""
         tasks = list(dict.fromkeys(names))
-        index = torch.tensor([tasks.index(n) for n in names], device=device)
         methods = [self.tasks[t] for t in tasks]
-        prompts = [m.prompt() if build else None for m in methods]
         n_prompt = [getattr(m, "n_tokens", 0) for m in methods]
-        n_prefix = [getattr(m, "length", 0) if isinstance(m, Prefix) else 0 for m in methods]
+        n_prefix = [m.length if isinstance(m, Prefix) else 0 for m in methods]
         if len({tuple(m.layers) for m in methods if isinstance(m, Prefix)}) > 1:
             raise ValueError("a mixed-task batch needs its prefixes on the same layers")
-        lengths = torch.tensor([[p, s] for p, s in zip(n_prefix, n_prompt)], device=device)[index]
         P, n = max(n_prefix), max(n_prompt)
+        if len(tasks) == 1:  # one task: nothing to pad, no mask, no gather
+            m = methods[0]
+            return m.prompt()[None] if build and n else None, m.prefix() if build and P else None, \
+                None, P + n
+        index = torch.tensor([tasks.index(n) for n in names], device=device)  # row -> task
+        lengths = torch.tensor([[p, s] for p, s in zip(n_prefix, n_prompt)], device=device)[index]
         mask = torch.cat([torch.arange(P, device=device) >= P - lengths[:, :1],
                           torch.arange(n, device=device) >= n - lengths[:, 1:]], dim=1)  # (B, P+n)
-        embeds = pad_left([p if p is not None else torch.zeros(0, self.base.config.n_embd,
-                           device=device) for p in prompts], n)[index] if build and n else None
+        if not build:
+            return None, None, mask, P + n
+        C = self.base.config.n_embd
+        embeds = pad_left([p if p is not None else torch.zeros(0, C, device=device)
+                           for p in (m.prompt() for m in methods)], n)[index] if n else None
         past = None
-        if build and P:
+        if P:
             per_task = [m.prefix() or [None] * self.base.config.n_layer for m in methods]
             past = []
-            for layer in zip(*per_task):
+            for layer in zip(*per_task):  # pad each task's (k, v) to P keys, then one row per row
                 ref = next((kv for kv in layer if kv is not None), None)
                 past.append(None if ref is None else tuple(pad_left(
                     [kv[i][0] if kv is not None else ref[i][0][:, :0] for kv in layer],
                     P)[index] for i in (0, 1)))
-        return embeds, past, mask
+        return embeds, past, mask, P + n
 
     def forward(self, idx, targets=None, past=None, attention_mask=None, task=None):
         """Like GPT.forward, for the task(s) named by `task` (one name, or one per row)."""
         B, T = idx.shape
         names = self.row_tasks(task, B)
-        embeds, prefix, virtual_mask = self.virtual(names, idx.device, build=past is None)
+        embeds, prefix, virtual_mask, n_virtual = self.virtual(names, idx.device, past is None)
         x = self.base.transformer.wte(idx)  # (B, T, C)
         if embeds is not None:
-            x = torch.cat([embeds.to(x.dtype), x], dim=1)  # (B, n + T, C)
+            x = torch.cat([embeds.to(x.dtype).expand(B, -1, -1), x], dim=1)  # (B, n + T, C)
         n_prompt = x.size(1) - T
         mask = None
-        if attention_mask is not None or not bool(virtual_mask.all()):
-            if attention_mask is None:  # every real token (cached or current) is visible
-                real = T + (past_length(past) - virtual_mask.size(1) if past is not None else 0)
-                attention_mask = torch.ones(B, real, dtype=torch.bool, device=idx.device)
-            mask = torch.cat([virtual_mask, attention_mask], dim=1)
+        if attention_mask is not None or virtual_mask is not None:  # else: nothing to hide
+            if attention_mask is None:  # every real token, cached or current, is visible
+                cached = 0 if past is None else past_length(past) - n_virtual
+                attention_mask = torch.ones(B, cached + T, dtype=torch.bool, device=idx.device)
+            if virtual_mask is None:
+                virtual_mask = attention_mask.new_ones(B, n_virtual)
+            mask = torch.cat([virtual_mask, attention_mask], dim=1)  # (B, all keys)
         with self.hooked(names, idx.device):
             h, present = self.base.body(inputs_embeds=x, past=prefix if past is None else past,
                                         attention_mask=mask)

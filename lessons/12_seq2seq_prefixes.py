@@ -4,7 +4,8 @@ Li & Liang (2021, arXiv 2101.00190 §4) tune GPT-2 with one prefix per layer, an
 z = [PREFIX; x; PREFIX′; y]; their BART code keeps *three* prefixes in every layer:
 
 * encoder — in front of the encoder's self-attention keys/values (it changes how x is read),
-* decoder — in front of the decoder's self-attention keys/values (the decoding cache starts there),
+* decoder — in front of the decoder's self-attention keys/values (the decoding cache starts
+  there),
 * cross   — in front of the encoder output that every decoder query attends to.
 
 minitx's `Seq2Seq` (minitx/seq2seq.py) is built from the very blocks of `GPT`: the encoder is
@@ -12,16 +13,19 @@ minitx's `Seq2Seq` (minitx/seq2seq.py) is built from the very blocks of `GPT`: t
 keys/values put in front, through the same `past` argument a decoding cache uses.
 
 This lesson
-1. pretrains a small Seq2Seq for a few seconds on the course's synthetic corpus, where every
-   source starts with an instruction ("describe the restaurant : name = ... | food = ..."),
-2. asks it for data-to-text *without* the instruction — the frozen model half knows the task —
-   and prefix-tunes the frozen model on 512 examples with all three prefixes, each one alone,
-   and none (the frozen baseline), scoring BLEU / ROUGE-L against the three right answers.
+1. pretrains a small Seq2Seq for ~15 s on two of the course's synthetic tasks (data_to_text and
+   copy, from minitx.data), every source led by an instruction ("describe the restaurant : name
+   = the mill | food = thai"); each target is one of three right phrasings, drawn at random;
+2. asks for a *house style* — always the third phrasing ("for thai food try the mill") — with
+   no instruction, and prefix-tunes the frozen model on 512 examples: all three prefixes, each
+   kind alone, and none (the frozen baseline). BLEU / ROUGE-L / exact match are measured against
+   the house-style sentence on 100 unseen inputs.
 
-The numbers are this toy world's, not the paper's (E2E with GPT-2: BLEU 70.3 with a full
-prefix, 48.1–62.2 with an embedding-only prefix; the paper reports no per-kind ablation for
-BART). Each row is the mean over seeds; single runs at this scale are noisy (see "spread").
-Run: python lessons/12_seq2seq_prefixes.py [--fast]
+The numbers are this toy world's, not the paper's. The paper has no per-kind ablation for BART;
+its nearest evidence is E2E with GPT-2 (ACL version, BLEU): a prefix in every layer 70.3, an
+embedding-only prefix (= prompt tuning) 48.1–62.2. Rows are means over tuning seeds; the spread
+of the *base model* matters more (see "What it found").
+Run: python lessons/12_seq2seq_prefixes.py [--fast] [--base-seed N]
 """
 # %%
 import random
@@ -39,14 +43,15 @@ from minitx.tuning import count_parameters
 
 TOK = data.course_tokenizer()
 BOS = TOK.ids["=>"]  # the decoder starts from "=>" and ends with ";"
+HOUSE = 2  # the house style: "for thai food at cheap prices try the mill in the old town"
 ABLATION = {"all three": ("encoder", "decoder", "cross"), "encoder only": ("encoder",),
             "decoder only": ("decoder",), "cross only": ("cross",), "none (frozen)": ()}
 
 # %% [markdown]
-# ## Data: the course corpus, cut at "=>"
-# A line "describe the restaurant : name = the mill | food = thai => the mill is a thai
-# restaurant ;" becomes the source "describe the restaurant : name = the mill | food = thai" and
-# the target "the mill is a thai restaurant ;". The decoder reads "=> target" and predicts
+# ## Data: source and target, split at "=>"
+# The course's line "describe the restaurant : name = the mill | food = thai => the mill is a
+# thai restaurant ;" becomes the source "describe the restaurant : name = the mill | food = thai"
+# and the target "the mill is a thai restaurant ;". The decoder reads "=> target" and predicts
 # "target ;". Sources are right-padded; `src_mask` hides the padding from the encoder and from
 # cross-attention. Targets are right-padded too, with target -1 (no loss) on the padding.
 
@@ -80,29 +85,45 @@ def train(module, params, examples, steps, lr, batch_size=32, seed=0, warmup=0):
 
 
 def evaluate(model, examples, instruction=None, **task):
-    """Greedy decoding with the KV cache; BLEU and ROUGE-L against all three references."""
+    """Greedy decoding with the KV cache. BLEU, ROUGE-L and exact match (%) against the house
+    style, and BLEU against any of the three right phrasings (is the content right?)."""
     sources = [(f"{instruction} : " if instruction else "") + e.source for e in examples]
     x, mask, _, _ = batch([(s, ";") for s in sources])
     out = generate_seq2seq(model, x, 32, src_mask=mask, bos_id=BOS, stop_ids=(TOK.stop_id,),
                            pad_id=TOK.pad_id, **task)
     hyps = [TOK.decode(row).replace(";", "").strip() for row in out]
-    refs = [list(e.references) for e in examples]
-    return corpus_bleu(hyps, refs), rouge_l(hyps, refs), hyps
+    house = [[e.references[HOUSE]] for e in examples]
+    return {"bleu": corpus_bleu(hyps, house), "rouge_l": rouge_l(hyps, house),
+            "exact": 100 * statistics.mean(h == r[0] for h, r in zip(hyps, house)),
+            "bleu_any": corpus_bleu(hyps, [list(e.references) for e in examples])}
 
 
 # %% [markdown]
 # ## 1. Pretrain a small encoder–decoder
-# Two encoder and two decoder layers of width 64: about 0.2M parameters. A few hundred steps
-# teach it the corpus well enough that the instruction "describe the restaurant" works.
+# Two encoder and two decoder layers of width 64 (0.26M parameters), 400 steps of 32 lines:
+# enough to copy the facts into a sentence (BLEU ~87–90 against any right phrasing), while the
+# phrasing it picks is whichever it learned to prefer.
 
 
 # %%
-def pretrain(steps):
-    torch.manual_seed(0)
+def corpus(n, tasks=("data_to_text", "copy"), seed=0):
+    """n (source, target ;) pairs of the given tasks, each asked in a seen phrasing, from
+    train-split inputs only (data.split_of), so no test input is ever pretrained."""
+    rng, pairs = random.Random(seed), []
+    while len(pairs) < n:
+        task = data.TASKS[rng.choice(tasks)]
+        example = task.make(rng)
+        if data.split_of(example.source) == "train":
+            instruction = rng.choice(task.phrasings[:task.n_seen])
+            pairs.append((f"{instruction} : {example.source}", f"{example.target} ;"))
+    return pairs
+
+
+def pretrain(steps, seed=0):
+    torch.manual_seed(seed)
     model = Seq2Seq(Config(vocab_size=TOK.vocab_size, block_size=64, n_layer=2, n_head=4,
                            n_embd=64))
-    lines = data.pretraining_corpus(steps * 32, seed=0)
-    pairs = [(line.split(" => ")[0], line.split(" => ")[1]) for line in lines]
+    pairs = corpus(steps * 32)
     loss = train(model, model.parameters(), pairs, steps, lr=3e-3, warmup=30)
     return model.eval().requires_grad_(False), loss
 
@@ -124,46 +145,84 @@ def tune(base, kinds, examples, steps, seed):
 
 
 # %%
-def main(fast=False, seeds=(0, 1)):
+def main(fast=False, seeds=(0, 1), base_seed=0):
+    """Run the lesson on one thread and return the measured numbers. Matrices this small gain
+    nothing from threads, and on a busy machine OpenMP's waiting makes every step many times
+    slower; one thread also keeps the table the same on every machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run(fast, seeds, base_seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run(fast, seeds, base_seed):
     start = time.time()
-    base, pre_loss = pretrain(60 if fast else 500)
-    train_set = [(e.source, e.target + " ;")
+    base, pre_loss = pretrain(60 if fast else 400, base_seed)
+    train_set = [(e.source, f"{e.references[HOUSE]} ;")
                  for e in data.make_split("data_to_text", 512, "train", seed=1)]
     test = data.make_split("data_to_text", 30 if fast else 100, "test")
     seeds = seeds[:1] if fast else seeds
-    instructed = evaluate(base, test, "describe the restaurant")
-    print(f"pretrained in {time.time() - start:.1f} s (last loss {pre_loss:.2f}); frozen, with the "
-          f"instruction: BLEU {instructed[0]:.1f} ROUGE-L {instructed[1]:.1f}")
+    instructed, frozen = evaluate(base, test, "describe the restaurant"), evaluate(base, test)
+    print(f"pretrained in {time.time() - start:.1f} s (last loss {pre_loss:.2f}). Frozen, BLEU "
+          f"against any right phrasing: {instructed['bleu_any']:.1f} with the instruction, "
+          f"{frozen['bleu_any']:.1f} without; against the house style: {instructed['bleu']:.1f}"
+          f" and {frozen['bleu']:.1f}")
     table = []
     for name, kinds in ABLATION.items():
-        scores = []
-        for seed in seeds:
+        runs, trained, kept = [], 0, 0
+        for seed in seeds if kinds else seeds[:1]:  # the frozen model has nothing to seed
+            model = base
             if kinds:
-                model, trained, kept = tune(base, kinds, train_set, 20 if fast else 150, seed)
-                scores.append(evaluate(model, test)[:2])
-            else:  # the frozen model, no instruction, nothing trained
-                trained = kept = 0
-                scores.append(evaluate(base, test)[:2])
-        bleu, rouge = (statistics.mean(s[i] for s in scores) for i in (0, 1))
-        spread = max(s[0] for s in scores) - min(s[0] for s in scores)
-        table.append({"prefixes": name, "params": trained, "kept": kept, "bleu": bleu,
-                      "rouge_l": rouge, "bleu_spread": spread})
-    print(f"\n{'prefixes':<15}{'trained':>9}{'kept':>7}{'BLEU':>7}{'ROUGE-L':>9}  BLEU spread "
-          f"over {len(seeds)} seed(s)")
+                model, trained, kept = tune(base, kinds, train_set, 20 if fast else 120, seed)
+            runs.append(evaluate(model, test))
+        row = {"prefixes": name, "params": trained, "kept": kept}
+        row.update({k: statistics.mean(r[k] for r in runs) for k in runs[0]})
+        row["bleu_spread"] = max(r["bleu"] for r in runs) - min(r["bleu"] for r in runs)
+        table.append(row)
+    print(f"\nhouse style, {len(seeds)} seed(s)  trained   kept   BLEU  ROUGE-L  exact%  "
+          f"BLEU spread")
     for r in table:
-        print(f"{r['prefixes']:<15}{r['params']:>9,}{r['kept']:>7,}{r['bleu']:>7.1f}"
-              f"{r['rouge_l']:>9.1f}{r['bleu_spread']:>8.1f}")
+        print(f"{r['prefixes']:<21}{r['params']:>9,}{r['kept']:>7,}{r['bleu']:>7.1f}"
+              f"{r['rouge_l']:>9.1f}{r['exact']:>8.1f}{r['bleu_spread']:>8.1f}")
     seconds = time.time() - start
     print(f"\n{seconds:.1f} s in all")
-    return {"table": table, "with_instruction": {"bleu": instructed[0], "rouge_l": instructed[1]},
-            "pretrain_loss": pre_loss, "seconds": seconds}
+    return {"table": table, "frozen_with_instruction": instructed, "pretrain_loss": pre_loss,
+            "seconds": seconds}
 
 
 # %% [markdown]
-# ## What it found (500 pretraining steps, 150 tuning steps, 2 seeds; see the printed table)
-# FINDINGS
+# ## What it found (measured with this script; `--base-seed` reproduces the other bases)
+# Base seed 0 (the default), means over 2 tuning seeds, BLEU / exact match vs the house style:
+#
+# | prefixes      | trained | kept  | base 0      | base 1       | base 2      |
+# | ------------- | ------: | ----: | ----------- | ------------ | ----------- |
+# | all three     |  63,360 | 3,840 | 93.0 / 75%  |  99.9 / 100% | 90.4 / 53%  |
+# | encoder only  |  21,120 | 1,280 | 91.9 / 70%  | 100.0 / 100% | 87.5 / 43%  |
+# | decoder only  |  21,120 | 1,280 | 88.2 / 58%  |  99.5 / 97%  | 89.5 / 49%  |
+# | cross only    |  21,120 | 1,280 | 90.5 / 65%  |  99.9 / 100% | 92.0 / 60%  |
+# | none (frozen) |       0 |     0 | 20.3 / 1%   |  62.9 / 55%  | 47.3 / 11%  |
+#
+# * The frozen model knows the content (BLEU ~87 against any right phrasing) but not the house
+#   style; every prefix kind, even alone, closes most of that gap with 1,280 kept numbers
+#   (2 · layers · length · width = 2·2·5·64) — 0.5% of the base model.
+# * Which single kind is best is *not* stable here: encoder-only is best on base 0 and worst
+#   on base 2, cross-only the reverse. The tuning seeds agree within ~1.5 BLEU, the bases
+#   differ by far more, and the frozen baseline itself ranges from 20 to 63 BLEU, depending on
+#   which phrasing the base happened to prefer. Read the ordering of the tuned rows as noise;
+#   trust only "each kind alone steers the style, all three are never far from the best".
+# * Why one kind suffices: choosing a phrasing is a decision the decoder must make, and all
+#   three kinds reach it — the decoder prefix directly, the cross prefix through every decoder
+#   query (the tests prove each query attends to it), the encoder prefix by rewriting the memory
+#   the decoder reads. A harder task (new content, not a choice among learned ones) is where
+#   the paper's kinds could separate; Li & Liang only ever used all three together.
+# * The MLP (reparameterization, mid = 64) costs 16x the kept parameters during training and is
+#   dropped by `export()`, as in the paper (§4.3).
 
 
 # %%
 if __name__ == "__main__":
-    main("--fast" in sys.argv)
+    args = sys.argv[1:]
+    seed = int(args[args.index("--base-seed") + 1]) if "--base-seed" in args else 0
+    main("--fast" in args, base_seed=seed)

@@ -1,8 +1,8 @@
 """Helpers the lessons share: the committed base models, batches, one tuning run, scoring, tables.
 
 Lesson-only code lives here rather than in minitx/, so the package stays within its line budget.
-Everything here is built from minitx's public API; a lesson imports it with `from common import *`
-after putting this folder on sys.path (each lesson does that in its first cell).
+Everything here is built from minitx's public API. A lesson run as a script finds this file
+because Python puts the script's folder on sys.path; the tests add lessons/ to sys.path.
 """
 import json
 import math
@@ -29,7 +29,7 @@ OUT = HERE / "out"
 SIZES = {
     "tiny": dict(n_layer=2, n_head=2, n_embd=64),
     "small": dict(n_layer=4, n_head=4, n_embd=128),
-    "medium": dict(n_layer=6, n_head=6, n_embd=192),
+    "medium": dict(n_layer=6, n_head=5, n_embd=160),
 }
 BLOCK_SIZE = 128  # lines are 10-40 tokens; room for a 40-token prefix and a long answer
 
@@ -42,6 +42,15 @@ def fast_mode(argv=None):
 def seed_everything(seed):
     random.seed(seed)
     torch.manual_seed(seed)
+
+
+def setup(seed=0):
+    """Every lesson starts here: one thread (the same float rounding, so the same numbers, on every
+    machine; small models lose little speed) and a seed. Returns the previous thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    seed_everything(seed)
+    return threads
 
 
 # ---- pretraining data: corpus lines packed into rows that start at a line -------------------

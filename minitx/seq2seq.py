@@ -34,7 +34,7 @@ import torch.nn as nn
 
 from .generate import generate
 from .model import Block, check_inputs, init_weights, layer_masks, lm_loss, past_length, positions
-from .tuning import Method, Prefix, Tuned
+from .tuning import METHODS, Method, Prefix, Tuned
 
 KINDS = ("encoder", "decoder", "cross")
 
@@ -109,12 +109,13 @@ class Seq2Seq(nn.Module):
             raise ValueError("give exactly one of src (B, S) or inputs_embeds (B, T, n_embd)")
         x = self.transformer.wte(src) if inputs_embeds is None else inputs_embeds
         if x.dim() != 3 or x.size(-1) != self.config.n_embd:
-            raise ValueError(f"inputs_embeds must be (B, T, {self.config.n_embd}); got {tuple(x.shape)}")
+            raise ValueError(f"inputs_embeds must be (B, T, {self.config.n_embd}); "
+                             f"got {tuple(x.shape)}")
         memory, present, _ = self.transformer.encoder(x, past, src_mask)
         return memory, present
 
     def decode(self, tgt, memory=None, src_mask=None, past=None, cross_past=None, targets=None):
-        """Return (logits (B, T, vocab), loss or None, cache = (self (k, v), cross (k, v)) per layer).
+        """Return (logits (B, T, vocab), loss or None, cache = (self, cross) per-layer (k, v)).
 
         With `memory` the cross keys are [cross_past; memory]; with memory=None `cross_past` is
         the whole cached cross key/value set of an earlier call (computed once per input)."""
@@ -157,7 +158,7 @@ class Seq2SeqPrefix(Method):
         self.active = set(kinds)
 
     def prefix(self):
-        """{kind: one (k, v) per layer, each (1, n_head, length, head_size)} for the active kinds."""
+        """{kind: one (k, v) per layer, each (1, n_head, length, head_size)}, active kinds only."""
         return {k: p.prefix() for k, p in self.parts.items() if k in self.active}
 
     def init_from_tokens(self, model, ids, **kw):
@@ -178,8 +179,11 @@ class Seq2SeqPrefix(Method):
                 **super().settings()}
 
 
+METHODS[Seq2SeqPrefix.method] = Seq2SeqPrefix  # so Tuned.load can rebuild it from a file
+
+
 class TunedSeq2Seq(Tuned):
-    """A frozen Seq2Seq plus named task methods (`Tuned`'s add/use/report/save), one task per
+    """A frozen Seq2Seq plus named task methods (`Tuned`'s add, use and report), one task per
     batch: a soft prompt goes in front of the encoder input, a Seq2SeqPrefix's prefixes where
     they belong, LoRA and adapter hooks on whichever layers they name (e.g. LoRA with targets
     ("attn.c_attn", "crossattn.c_q", "crossattn.c_kv") reaches all three attentions)."""
@@ -199,7 +203,8 @@ class TunedSeq2Seq(Tuned):
                                  "not from tuning.Prefix")
             x = self.base.transformer.wte(src)  # (B, S, C)
             if prompt is not None:
-                x = torch.cat([prompt.to(x.dtype).expand(x.size(0), -1, -1), x], dim=1)  # (B, n+S, C)
+                prompt = prompt.to(x.dtype).expand(x.size(0), -1, -1)  # (B, n, C)
+                x = torch.cat([prompt, x], dim=1)  # (B, n + S, C)
             memory, _ = self.base.encode(None, src_mask, prefix.get("encoder"), inputs_embeds=x)
             return self.base.decode(tgt, memory, src_mask, prefix.get("decoder"),
                                     prefix.get("cross"), targets)

@@ -20,7 +20,6 @@ between machines and thread counts). `--fast` is the test suite's few-second ver
 import sys
 import time
 
-import torch
 
 from common import (CHECKPOINTS, OUT, SIZES, TASKS, evaluate, load_base, make_split, plot_curves,
                     pretrain, save_base, setup, table)

@@ -5,8 +5,6 @@ Everything here is built from minitx's public API. A lesson run as a script find
 because Python puts the script's folder on sys.path; the tests add lessons/ to sys.path.
 """
 import json
-import math
-import os
 import random
 import sys
 import time

@@ -13,10 +13,6 @@ from hypothesis import strategies as st
 
 from minitx import GPT, Config
 
-# Tensors this small gain nothing from intra-op threads, and on a shared 2-core machine thread
-# hand-offs made each tiny forward pass ~50x slower; one thread keeps the suite fast.
-torch.set_num_threads(1)
-
 DTYPE = torch.float64
 VOCAB = 13
 BLOCK = 16  # position table of the tiny models: P (<= 5) + T (<= 6) + a few generated tokens
@@ -87,22 +83,27 @@ def gpt_configs(draw, n_layer=None):
                   n_head=n_head, n_embd=n_head * head_size, dropout=0.0, bias=True)
 
 
+@torch.no_grad()
+def generic_weights_(model):
+    """Redraw every weight at O(1) scale, in place. GPT-2's init (std 0.02) makes a tiny model
+    nearly input-independent, which would let an equality test pass for the wrong reason;
+    generic weights make every token count."""
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            p.normal_(0.0, 0.1)
+        elif p.dim() == 1:  # LayerNorm gains
+            p.normal_(1.0, 0.2)
+        else:
+            p.normal_(0.0, 0.4)
+    return model
+
+
 @functools.lru_cache(maxsize=256)
 def _cached_gpt(key, seed):
     config = Config(*key)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = GPT(config).to(DTYPE).eval()
-        # GPT-2's init (std 0.02) makes a tiny model nearly input-independent, which would let
-        # an equality test pass for the wrong reason; generic O(1) weights make every token count.
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if name.endswith("bias"):
-                    p.normal_(0.0, 0.1)
-                elif p.dim() == 1:  # LayerNorm gains
-                    p.normal_(1.0, 0.2)
-                else:
-                    p.normal_(0.0, 0.4)
+        model = generic_weights_(GPT(config).to(DTYPE).eval())
     for p in model.parameters():
         p.requires_grad_(False)
     return model

@@ -8,7 +8,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-import torch
 
 LESSONS = Path(__file__).resolve().parent.parent / "lessons"
 
@@ -17,12 +16,7 @@ def run_lesson(filename):
     spec = importlib.util.spec_from_file_location(filename.removesuffix(".py"), LESSONS / filename)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: one thread is faster on a busy 2-core machine
-    try:
-        return module.main(fast=True)
-    finally:
-        torch.set_num_threads(threads)
+    return module.main(fast=True)
 
 
 @pytest.mark.slow

@@ -19,16 +19,6 @@ from minitx.train import (NonFiniteLoss, TrainConfig, count_tokens, load_checkpo
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one intra-op thread; on a busy 2-core machine two threads can be
-    30x slower (spin-waiting). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(seed=0, **kw):
     torch.manual_seed(seed)
     base = dict(vocab_size=32, block_size=16, n_layer=1, n_head=2, n_embd=16)

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from minitx import GPT, Config
 from minitx.generate import generate
 from minitx.tuning import (Adapter, LoRA, Prefix, SoftPrompt, Tuned, count_parameters, report)
+from strategies import generic_weights_
 
 DTYPE = torch.float64
 CFG = Config(vocab_size=23, block_size=32, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
@@ -33,31 +34,12 @@ seeds = st.integers(0, 2**31 - 1)
 
 # ----------------------------------------------------------------------------- helpers
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine one layer_norm
-    can wait milliseconds for its second thread (this file ran 10x slower): use one, then
-    restore."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_base(config=CFG, seed=0):
     """A seeded float64 GPT with generic O(1) weights (GPT-2's 0.02 init would make a tiny model
     almost input-independent, so equalities could pass for the wrong reason)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = GPT(config).to(DTYPE).eval()
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if name.endswith("bias"):
-                    p.normal_(0.0, 0.1)
-                elif p.dim() == 1:
-                    p.normal_(1.0, 0.2)
-                else:
-                    p.normal_(0.0, 0.4)
+        model = generic_weights_(GPT(config).to(DTYPE).eval())
     return model.requires_grad_(False)
 
 

@@ -7,7 +7,6 @@ Each lesson runs once (module-scoped fixture); the tests check shapes, ranges an
 one figure per lesson, an independent computation.
 Run alone: `python -m pytest tests/test_lessons_serving.py -q`.
 """
-import ast
 import importlib.util
 import math
 import sys
@@ -220,16 +219,3 @@ def test_lesson_15_numbers(lesson15):
         assert 0.0 <= value <= 100.0
     memory = {(row["batch"], row["method"]): row for row in r["memory"]}
     assert memory[(1, "full FT")]["vs full FT"] == 1.0
-
-
-@pytest.mark.parametrize("filename", list(FILES.values()))
-def test_lessons_use_only_the_public_api(filename):
-    """minitx's exported names only, no private (_underscored) attribute, a module docstring."""
-    import minitx
-    tree = ast.parse((LESSONS / filename).read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "minitx":
-            assert {a.name for a in node.names} <= set(minitx.__all__), filename
-        if isinstance(node, ast.Attribute):
-            assert not node.attr.startswith("_"), f"{filename} uses private name {node.attr}"
-    assert tree.body and isinstance(tree.body[0], ast.Expr)

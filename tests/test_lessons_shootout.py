@@ -194,18 +194,3 @@ def test_10_verdict_needs_the_seed_ranges_apart():
     assert "no clear trend" in module.verdict([row("tiny", [10, 60]), row("medium", [30, 40])])
     assert "+85.0 (tiny) -> +45.0 (medium)" in module.verdict([row("tiny", [90, 80]),
                                                               row("medium", [20, 70])])
-
-
-@pytest.mark.parametrize("filename", ["09_shootout.py", "10_scale.py"])
-def test_lessons_use_only_the_public_api(filename):
-    """Lessons import minitx's exported names only and touch no private (_underscored) name."""
-    import ast
-
-    import minitx
-    tree = ast.parse((LESSONS / filename).read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "minitx":
-            assert {a.name for a in node.names} <= set(minitx.__all__), filename
-        if isinstance(node, ast.Attribute):
-            assert not node.attr.startswith("_"), f"{filename} uses private name {node.attr}"
-    assert tree.body and isinstance(tree.body[0], ast.Expr)  # opens with a module docstring

@@ -4,12 +4,12 @@ layers carry it.
 Li & Liang 2021 ("Prefix-Tuning: Optimizing Continuous Prompts for Generation", arXiv
 2101.00190; numbers from the ACL 2021 version) study all three:
 
-(a) Initialisation (§7.4): setting the prefix to the activations of real words matters a lot in
+(a) Initialisation: setting the prefix to the activations of real words matters a lot in
     low-data settings and not with full data, and task-relevant words ("table-to-text",
     "summarize") beat unrelated ones, which still beat random.
-(b) Length (§7.1): quality rises with the prefix length up to a point (~10 for table-to-text,
+(b) Length: quality rises with the prefix length up to a point (~10 for table-to-text,
     ~200 for summarization), then dips slightly; the chosen lengths were small (E2E 5).
-(c) Depth (§7.2, full vs embedding-only): a prefix on every layer beats a prefix on the
+(c) Depth (full vs embedding-only): a prefix on every layer beats a prefix on the
     input embeddings only (= prompt tuning). P-tuning v2 (Liu et al., arXiv 2110.07602) found
     that prompts on the upper layers matter more than on the lower ones. The source article adds
     "keeping only the first-layer prefix drops ROUGE-L by 4.7" — no such ablation exists in the
@@ -20,8 +20,8 @@ Everything runs on the course's frozen base model (4 layers x 128) with minitx's
 input-only row. Every number is measured here, over several seeds, mean and min-max.
 
 Run:  python lessons/08_prefix_init_length_depth.py [--fast | --full]
-Default: ~30-45 CPU-seconds on one thread; --fast: a few seconds (the tests); --full: more seeds,
-steps and lengths, and a second task (returns) scored with BLEU / ROUGE-L.
+Default: ~30-40 CPU-seconds on one thread; --fast: a few seconds (the tests); --full (~9
+minutes): more seeds, steps and lengths, and a second task (returns) scored with BLEU / ROUGE-L.
 """
 # %% [markdown]
 # # 08 · Prefix initialisation, length and depth
@@ -205,8 +205,8 @@ def length_and_depth(base, tok, task, lengths, seeds, steps, n_train=256, n_test
 
 
 # %% [markdown]
-# The paper's numbers for comparison (Li & Liang 2021, ACL version, §7.2: E2E, GPT-2 medium,
-# BLEU / ROUGE-L). There is no per-layer ablation in the paper; its nearest
+# The paper's numbers for comparison (Li & Liang 2021, ACL version, intrinsic evaluation: E2E,
+# GPT-2 medium, BLEU / ROUGE-L). There is no per-layer ablation in the paper; its nearest
 # evidence is the embedding-only rows.
 
 
@@ -297,30 +297,43 @@ def main(fast=False, full=False):
 
 
 # %% [markdown]
-# ## What it found (one run of this script in default mode; rerun to see your numbers)
+# ## What it found (one run of each mode of this script; rerun to see your numbers)
 #
-# * (a) Initialisation. With 16 examples, starting from the words of the pretrained instruction
-#   gives 100% from step 0 and keeps it (the prefix *is* that hard prompt); unrelated real words
-#   reach 98%; random 67% with a seed range of 10-98%. With 256 examples all three end at
-#   98-100%. That is the paper's pattern: real-word init matters in low data and washes out with
-#   more data, and task-relevant beats unrelated beats random. The second case adds the
-#   condition the paper leaves implicit: "relevant" means relevant *to the model*. The task's
-#   own wording for first_last, which this model never learned, was the worst start (0% after
-#   training, against 15-19% for the others) — words help only through what the model already
-#   does with them.
-# * (b) Length. One position is far too little (1% exact); 5, 10 and 20 are all near 50-57%,
-#   best at 5 and slightly lower beyond — the paper's rise-then-slight-dip shape (its E2E choice
-#   was 5), though at 2 seeds the differences above P = 5 are within the noise.
-# * (c) Depth. On first_last the *bottom* half (layers 0-1) was best (96%), the top half alone
-#   learned nothing (0%), and all four layers sat in between (55%) within 60 steps. That is the
-#   opposite of P-tuning v2's "upper layers matter more" (measured there on NLU tasks with large
-#   models). A likely reason: this task is a matter of *which positions to read* (the last and
-#   the first word), and in a 4-layer model that routing has to be set up early; a prefix that
-#   only reaches layers 2-3 comes too late. The first-layer-only prefix lost 4.4 ROUGE-L against
-#   all layers on average — close to the article's 4.7 only by coincidence: a toy task, and the
-#   two seeds said -10.3 and +1.5. The paper has no such ablation, so the
-#   article's number stays unsupported. The input-only soft prompt (42%, -8 ROUGE-L) trailed the
-#   full prefix: the direction of the paper's EMB-10 vs prefix gap (-5.7 ROUGE-L on E2E).
+# * (a) Initialisation, reverse. With 16 examples, starting from the words of the pretrained
+#   instruction gives 100% from step 0 and keeps it (the prefix *is* that hard prompt);
+#   unrelated real words reach 98%; random 67% with a seed range of 10-98%. With 256 examples
+#   all three end at 100% (`--full`: 97 / 95 / 73 in low data over 4 seeds, 100 / 100 / 99.5
+#   with more data over 2). That is the paper's pattern: real-word init matters in low data and
+#   washes out with more data; task-relevant >= unrelated > random.
+# * (a) Initialisation, first_last, whose own wording this model never learned. In low data
+#   that wording was the *worst* start (0% after 40 steps, against 10-20% for the others): a
+#   phrase the model cannot act on gives keys and values that point nowhere useful. With 256
+#   examples and 120 steps (`--full`, 2 seeds) it became the *best* (99.5% against 91% random
+#   and 47.5% unrelated, 0-95). So "relevant words help in low data" held only where the model
+#   already knew what the words meant; where it did not, the effect appeared late and
+#   reversed — a case the paper's experiments (always on a model that reads English) do not
+#   cover.
+# * (b) Length. Default (first_last, 60 steps): 1 position is far too little (1%); 5, 10 and 20
+#   give 57 / 55 / 50%, best at 5 — a rise and a slight dip, as in the paper (E2E chose 5), but
+#   within the seed noise. `--full` (150 steps, 4 seeds): on first_last longer kept helping a
+#   little (95-100% from 5 to 40, no dip); on returns the dip is strong — 5 positions were
+#   best (BLEU 74, 26% exact), 10-40 worse (BLEU 50-61). The best length depends on the task
+#   and the training budget; the paper's small chosen lengths are a sensible default.
+# * (c) Depth. On first_last the *bottom* half (layers 0-1) was best (96-98%, both modes),
+#   the top half alone learned nothing (0-2%), and all four layers were close to the bottom half
+#   once trained long enough (55% default, 96% full). `--full` on returns gave the same order
+#   (BLEU: bottom 66 > all 61 > first layer 56 > top 47 > input only 5). That is the opposite of
+#   P-tuning v2's "upper layers matter more" (measured there on NLU tasks with large models).
+#   A likely reason: these tasks are about *which positions to read*, and in a 4-layer model
+#   that routing must be set up early; a prefix that only reaches layers 2-3 comes too late.
+# * The article's "first-layer prefix only: ROUGE-L -4.7". The paper has no such ablation, so
+#   the claim stays unsourced. On this toy task the first-layer-only prefix lost about 4 ROUGE-L
+#   (default: -3.8, the two seeds said -10.3 and +2.7) and 4.8 (`--full`, every one of 4 seeds
+#   negative, -1.8 to -7.5): a drop of about that size, measured on a different model, task
+#   and training budget — a coincidence of magnitude, not a confirmation.
+# * Input only (a soft prompt of 10 tokens, the paper's embedding-only) trailed the full prefix
+#   by 8 ROUGE-L (default) and 21 (`--full`), the direction of the paper's E2E gap (EMB-10 vs
+#   prefix, -5.7 ROUGE-L).
 
 
 # %%

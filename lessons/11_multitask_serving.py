@@ -230,7 +230,7 @@ def main(fast=False, full=False):
     # %% [markdown]
     # ### Train the three prefixes, and the soft-prompt rival
     # %%
-    trained, curves, rows = {}, {}, []
+    trained, rows = {}, []
     for task, (length, words, steps) in ADAPTERS.items():
         steps = max(10, int(steps * scale))
         prefix, n_trained, losses, cpu = train_prefix(base, tok, task, length, words, steps, n_train)
@@ -326,7 +326,7 @@ def main(fast=False, full=False):
     answers = predict(serving, tok, examples, task=routed, batch_size=len(examples))
     per_task = {t: predict(serving, tok, tests[t], task=t) for t in SERVICE}  # oracle routing
     frozen = {t: predict(base, tok, tests[t], TASKS[t].phrasings[0]) for t in SERVICE}
-    accuracy, shown = [], []
+    accuracy = []
     for t in SERVICE:
         rows_t = [i for i, (task, _) in enumerate(queries) if task == t]
         mine = [answers[i] for i in rows_t]

@@ -343,8 +343,8 @@ def main(fast=False, full=False):
                           f"best {fmt_lr(best['full FT'])} {best_row['full FT']['exact %']:.0f}%; "
                           f"prefix without MLP best {fmt_lr(best['prefix, no MLP'])} "
                           f"{best_row['prefix, no MLP']['exact %']:.0f}%. Best rate / full FT's: "
-                          f"{best['prefix'] / best['full FT']:.2g} (MLP), "
-                          f"{best['prefix, no MLP'] / best['full FT']:.2g} (no MLP)"},
+                          f"{best['prefix'] / best['full FT']:.3g} (MLP), "
+                          f"{best['prefix, no MLP'] / best['full FT']:.3g} (no MLP)"},
         {"#": 6, "article says": "T5-base: prefix ~0.08%, prompt ~0.05% of the parameters",
          "the papers say": "not reported; Lester et al. v2: a 100-token prompt on T5-Base = "
                            "76,800 parameters, 0.031%",
@@ -387,9 +387,10 @@ def main(fast=False, full=False):
 #   high the right rate is depends on what is trained. Trained directly (P itself, as in
 #   P-tuning v2), the prefix wanted a rate far above full fine-tuning's best — the papers'
 #   direction, and Lester et al.'s 0.3 for soft prompts. Trained through the reparameterization
-#   MLP, whose parameters are ordinary network weights, its best rate here sat a little *below*
-#   full fine-tuning's (whose best, at 60 steps, is high). Neither is "one order of magnitude
-#   below"; sweep the rate, starting at or above your fine-tuning rate.
+#   MLP, whose parameters are ordinary network weights, its best rate sat a little *below* full
+#   fine-tuning's in the default 60 steps (full FT's best is high in so short a run) and equal
+#   to it in `--full`'s 120 steps. Neither is "one order of magnitude below"; sweep the rate,
+#   starting at or above your fine-tuning rate.
 # * Depth: a prefix in one layer only lost far more than 4.7 ROUGE-L here, and the last layer
 #   alone did worst of all — unlike P-tuning v2's finding for large models that upper layers
 #   matter most: in a 4-layer model a prefix at the top has no layers left to work through.

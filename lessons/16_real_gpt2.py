@@ -82,7 +82,7 @@ def make_batch(tok, pairs):
 # ## The prefix: one (k, v) pair per layer, started from a real phrase
 #
 # Li & Liang found optimising a prefix directly unstable (§4.3), and that starting it from the
-# activations of real words helps (§7.2). That start costs one forward pass: the keys and
+# activations of real words helps (§7.4). That start costs one forward pass: the keys and
 # values GPT-2 computes for a phrase *are* a prefix of shape (1, n_head, P, head_size). Before
 # any step, the tuned model is exactly the model prompted with that phrase. (`minitx.tuning`
 # packages the same idea, with the paper's reparameterisation, for the other lessons; here

@@ -163,7 +163,7 @@ class Seq2SeqPrefix(Method):
 
     def init_from_tokens(self, model, ids, **kw):
         """Encoder prefix := the frozen encoder's own keys/values for `ids` run on their own
-        (Prefix.init_from_tokens; §7.2 of the paper)."""
+        (Prefix.init_from_tokens; §7.4 of the paper)."""
         return self.parts["encoder"].init_from_tokens(model, ids, run=lambda i: model.encode(i)[1],
                                                       **kw)
 

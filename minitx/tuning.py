@@ -141,7 +141,7 @@ class Prefix(Method):
 
     @torch.no_grad()
     def init_from_tokens(self, model, ids, run=None):
-        """Set the prefix to the frozen model's own keys/values for the tokens `ids` (§7.2 of the
+        """Set the prefix to the frozen model's own keys/values for the tokens `ids` (§7.4 of the
         paper: activations of real words). Direct: copied. Reparameterized: the MLP's last Linear
         is solved by least squares on the (random) tanh features, exact while length <= mid.
         Returns the remaining mean squared error. `run(ids)` -> per-layer (k, v) replaces

@@ -39,9 +39,7 @@ def attention(q, k, v, mask=None):
 
 def causal_mask(T, S, device=None):
     """The (T, S) lower-right causal mask: query i sees key j iff j <= i + (S - T)."""
-    i = torch.arange(T, device=device).unsqueeze(1)
-    j = torch.arange(S, device=device).unsqueeze(0)
-    return j <= i + (S - T)
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(S - T)
 
 
 def build_mask(T, key_mask=None, causal=True):
@@ -58,20 +56,34 @@ def build_mask(T, key_mask=None, causal=True):
                          f"(keys before the current tokens included); got {tuple(key_mask.shape)} "
                          f"{key_mask.dtype}")
     mask = key_mask[:, None, None, :]  # (B, 1, 1, S)
-    if causal:
-        mask = mask & causal_mask(T, key_mask.size(1), key_mask.device)  # (B, 1, T, S)
-    return mask
+    return mask & causal_mask(T, key_mask.size(1), key_mask.device) if causal else mask  # (B, 1, T, S)
 
 
 def fast_attention(q, k, v, mask=None, causal=True):
     """The same math through `F.scaled_dot_product_attention` (fused kernels, no weights kept).
 
-    With no mask the causal rule becomes a lower-right bias object, so no (T, S) tensor exists.
-    """
+    With no mask the causal rule becomes a lower-right bias object: minitx builds no (T, S) mask
+    (PyTorch's CPU kernel still makes one inside when there are keys in front; CUDA's need none)."""
     T, S = q.size(-2), k.size(-2)
     if mask is None and causal and T > 1:
         mask = causal_lower_right(T, S)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def append(past, new):
+    """[past; new] on the key axis; without autograd, a view into a buffer with keys to spare, so
+    decoding writes one key a step, not the whole cache (appending twice to one cache copies)."""
+    B, P, T = new.size(0), past.size(2), new.size(2)
+    if torch.is_grad_enabled() and (past.requires_grad or new.requires_grad):
+        return torch.cat([past.to(new.dtype).expand(B, -1, -1, -1), new], dim=2)
+    buf = getattr(past, "buffer", None)  # set on every view returned below
+    if buf is None or (buf.filled, buf.size(0), buf.dtype) != (P, B, new.dtype) or buf.size(2) < P + T:
+        buf = new.new_empty(B, new.size(1), P + T + 64, new.size(3))  # a copy every 64 steps
+        buf[:, :, :P] = past
+    buf[:, :, P:P + T], buf.filled = new, P + T
+    out = buf[:, :, :P + T]  # (B, nh, P + T, hs)
+    out.buffer = buf
+    return out
 
 
 class MultiHeadAttention(nn.Module):
@@ -100,14 +112,12 @@ class MultiHeadAttention(nn.Module):
             self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.resid_dropout = nn.Dropout(dropout)
-        self.use_sdpa = True
-        self.weights = None
+        self.use_sdpa, self.weights = True, None
 
     def split_heads(self, x):
-        B, T, C = x.shape
-        return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        return x.unflatten(-1, (self.n_head, -1)).transpose(1, 2)  # (B, T, C) -> (B, nh, T, hs)
 
-    def check_past(self, past, B, like):
+    def check_past(self, past, B):
         """Raise a ValueError that names the expected shape if `past` cannot sit before this batch."""
         hs = self.n_embd // self.n_head
         for name, t in zip(("keys", "values"), past):
@@ -117,7 +127,6 @@ class MultiHeadAttention(nn.Module):
         if past[0].shape != past[1].shape:
             raise ValueError(f"prefix/past keys {tuple(past[0].shape)} and values "
                              f"{tuple(past[1].shape)} must have the same shape")
-        return [t.to(like.dtype).expand(B, -1, -1, -1) for t in past]
 
     def forward(self, x, past=None, mask=None, context=None):
         B, T, C = x.shape
@@ -128,12 +137,11 @@ class MultiHeadAttention(nn.Module):
         else:
             q, k, v = map(self.split_heads, self.c_attn(x).split(self.n_embd, dim=2))
         if past is not None:
-            past_k, past_v = self.check_past(past, B, q)
+            self.check_past(past, B)
             if self.cross and context is None:
-                k, v = past_k, past_v
+                k, v = (t.to(q.dtype).expand(B, -1, -1, -1) for t in past)
             else:
-                k = torch.cat([past_k, k], dim=2)  # (B, nh, P + T, hs)
-                v = torch.cat([past_v, v], dim=2)
+                k, v = append(past[0], k), append(past[1], v)  # (B, nh, P + T, hs)
         elif self.cross and context is None:
             raise ValueError("cross-attention needs `context` (encoder output) or cached `past`")
         if self.use_sdpa:

@@ -141,7 +141,7 @@ def _train(model, get_batch, c, eval_fn, log, resume):
     log = log if rank == 0 else (lambda *a, **k: None)
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": c.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=c.lr, betas=c.betas)
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], c.lr, c.betas, fused=True)
     scaler = torch.amp.GradScaler(device.type, enabled=c.precision == "fp16")
     torch.manual_seed(c.seed + rank)
     losses, evals, start, saved = [], [], 0, None

@@ -2,7 +2,8 @@
 
 Greedy decoding with the cache equals argmax over repeated full forward passes; a batch of
 left-padded prompts generates what each prompt generates alone; a row stops at a stop id and
-`pad_id` fills its remaining places. Run alone: `python -m pytest tests/test_generate_core.py -q`.
+`pad_id` fills its remaining places; without autograd a cache grows in place, and continuing one
+cache twice never overwrites either continuation. Run alone: `python -m pytest tests/test_generate_core.py -q`.
 """
 import pytest
 import torch
@@ -89,3 +90,38 @@ def test_max_new_tokens_must_be_positive():
     model = tiny_gpt(Config(vocab_size=VOCAB, block_size=8, n_layer=1, n_head=1, n_embd=4))
     with pytest.raises(ValueError, match="max_new_tokens"):
         generate(model, torch.zeros(1, 2, dtype=torch.long), 0)
+
+
+@given(s=setups(), data=st.data())
+def test_cache_grows_in_place_and_branches_never_overwrite_each_other(s, data):
+    """Without autograd a cache is a view into a buffer with keys to spare (attention.append):
+    continuing the newest cache writes in place; continuing an older one (a second branch) copies.
+    Every cache, whatever order the branches were taken in, equals one full pass."""
+    model, idx, prefix, _ = s
+    a, b, c = (randint(data.draw(seeds), VOCAB, idx.size(0), data.draw(st.integers(1, 2)))
+               for _ in range(3))
+    storage = lambda cache: cache[0][0].untyped_storage().data_ptr()  # noqa: E731
+    with torch.no_grad():
+        cache = model(idx, past=prefix)[2]
+        first = model(a, past=cache)[2]
+        second = model(b, past=first)[2]  # newest cache: written in place
+        branch = model(c, past=first)[2]  # `first` continued again: copied
+        assert storage(second) == storage(first) != storage(branch)
+        for got, parts in ((first, [idx, a]), (second, [idx, a, b]), (branch, [idx, a, c])):
+            full = model(torch.cat(parts, dim=1), past=prefix)[2]
+            for got_kv, full_kv in zip(got, full):
+                for x, y in zip(got_kv, full_kv):
+                    assert x.shape == y.shape and torch.allclose(x, y, rtol=0, atol=1e-12)
+
+
+def test_with_autograd_the_cache_is_concatenated_not_buffered():
+    """Training through a cache or prefix must keep the graph: no buffer, no spare keys."""
+    model = tiny_gpt(Config(vocab_size=VOCAB, block_size=32, n_layer=1, n_head=2, n_embd=8))
+    idx = randint(0, VOCAB, 2, 3)
+    with torch.no_grad():
+        cache = model(idx)[2]
+    past = [(k.clone().requires_grad_(), v) for k, v in cache]
+    k = model(idx, past=past)[2][0][0]
+    assert k.requires_grad and k.untyped_storage().nbytes() == k.numel() * k.element_size()
+    k.sum().backward()
+    assert past[0][0].grad is not None

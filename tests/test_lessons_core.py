@@ -5,6 +5,7 @@ lesson cannot silently stop showing its point.
 Run alone: `python -m pytest tests/test_lessons_core.py -q`.
 """
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,14 @@ def test_lessons_use_only_the_public_api(filename):
         if isinstance(node, ast.Attribute):
             assert not node.attr.startswith("_"), f"{filename} uses private name {node.attr}"
     assert tree.body and isinstance(tree.body[0], ast.Expr)  # opens with a module docstring
+
+
+def test_readme_tables_list_exactly_the_lesson_files():
+    """README.md's lesson table and lessons/README.md's course map name every lesson file, and
+    name no lesson that does not exist."""
+    files = sorted(p.name for p in LESSONS.glob("[0-9][0-9]_*.py"))
+    readme = (LESSONS.parent / "README.md").read_text()
+    assert sorted(set(re.findall(r"^\| `(\d\d_\w+\.py)` \|", readme, re.M))) == files
+    course_map = (LESSONS / "README.md").read_text()
+    numbers = sorted(set(re.findall(r"^\| (\d\d) [a-z]", course_map, re.M)))
+    assert numbers == [name[:2] for name in files]

@@ -182,6 +182,8 @@ def png_curve(results):
                            ("full FT exact", "full fine-tuning")):
             ax.plot(x, [r[key] for r in rows], marker="o", label=label)
         ax.set_xscale("log")
+        ax.set_xticks(x, [f"{n / 1e6:.2f}M" for n in x], minor=False)  # one label per base
+        ax.minorticks_off()
         ax.set(title=task, xlabel="parameters", ylabel="exact match %", ylim=(-5, 105))
         ax.legend()
     OUT.mkdir(exist_ok=True)

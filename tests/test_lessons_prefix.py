@@ -91,6 +91,15 @@ def test_lesson_07_prefix_tuning(lesson07):
     assert r["best_lr_ratio"] > 0
     assert r["frozen_exact"] == 0.0  # first_last was never pretrained
 
+    # the "=>" query's attention, read from the written-out path: each layer's row is a
+    # distribution over [prefix keys; input tokens], and the printed shares are its prefix part
+    assert list(r["answer_attention"]) == [f"{s['variant']} (lr {s['best lr']})" for s in summary]
+    for name, w in r["answer_attention"].items():
+        assert w.shape[0] == 4 and w.shape[1] > 10  # (layers, P + T) with P = 10
+        assert torch.allclose(w.sum(-1), torch.ones(4, dtype=w.dtype), atol=1e-5)
+        assert r["prefix_share_by_layer"][name] == pytest.approx(
+            (100 * w[:, :10].sum(-1)).tolist())
+
     assert r["reverse_exact_plain"] >= 90  # the frozen model knows reverse with its instruction
     assert r["reverse_exact_with_ln"] < r["reverse_exact_plain"]  # a fresh LayerNorm is no no-op
 

@@ -1,4 +1,5 @@
-"""Lessons 01-03 run in fast mode and measure what they claim to measure.
+"""Lessons 01-03 run in fast mode and measure what they claim to measure; every lesson keeps to
+the public API; the READMEs' lesson tables match the files; plots become PNGs with matplotlib.
 
 Each lesson's `main(fast=True)` returns the numbers it printed; these tests check them, so a
 lesson cannot silently stop showing its point.
@@ -6,6 +7,7 @@ Run alone: `python -m pytest tests/test_lessons_core.py -q`.
 """
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +82,14 @@ def test_readme_tables_list_exactly_the_lesson_files():
     course_map = (LESSONS / "README.md").read_text()
     numbers = sorted(set(re.findall(r"^\| (\d\d) [a-z]", course_map, re.M)))
     assert numbers == [name[:2] for name in files]
+
+
+def test_plots_are_png_files_when_matplotlib_is_installed(tmp_path, monkeypatch):
+    """The optional PNG path (text sparklines are printed either way)."""
+    pytest.importorskip("matplotlib")
+    sys.path.insert(0, str(LESSONS))
+    import common
+    monkeypatch.setattr(common, "OUT", tmp_path)
+    path = common.plot_curves({"a": [3.0, 2.0, 1.0], "b": [2.0, 2.0, 1.5]}, "curves")
+    assert path == tmp_path / "curves.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -333,7 +333,8 @@ def show_answer_attention(maps, words, length):
         shares[name] = [100 * row[:length].sum().item() for row in w]
         print(f"{name}:")
         for layer, row in enumerate(w.tolist()):
-            strip = "".join(shades[min(4, int(5 * x ** 0.5))] for x in row)  # sqrt: small weights show
+            # shade by the square root, so that weights of a few % still show
+            strip = "".join(shades[min(4, int(5 * x ** 0.5))] for x in row)
             print(f"  layer {layer}  {strip[:length]}|{strip[length:]}  on the prefix "
                   f"{shares[name][layer]:5.1f}%")
     try:

@@ -3,7 +3,8 @@
 Greedy decoding with the cache equals argmax over repeated full forward passes; a batch of
 left-padded prompts generates what each prompt generates alone; a row stops at a stop id and
 `pad_id` fills its remaining places; without autograd a cache grows in place, and continuing one
-cache twice never overwrites either continuation. Run alone: `python -m pytest tests/test_generate_core.py -q`.
+cache twice never overwrites either continuation.
+Run alone: `python -m pytest tests/test_generate_core.py -q`.
 """
 import pytest
 import torch

@@ -54,9 +54,14 @@ def test_every_method_is_measured_with_finite_positive_numbers(result):
         assert r["mfu"] < r["mfu_attn"]  # attention FLOPs add to the model FLOPs
     assert positive(result["training"]["peak_flops"])
     assert rows["full fine-tuning"]["vs_full"] == 1.0
-    for name in ("no prefix", "prefix 16", "prefix 16 + MLP"):
-        row = next(r for r in result["generation"]["rows"] if r["model"] == name)
+    generation = result["generation"]
+    assert [r["model"] for r in generation["rows"]] == ["no prefix", "no prefix, again",
+                                                        "prefix 16", "prefix 16 + MLP"]
+    for row in generation["rows"]:
         assert positive(row["tokens_per_s_b1"]) and positive(row["tokens_per_s_b8"])
+    # expected cost of 16 more keys: small and positive; more rows read more cache per weight
+    expected = generation["expected"]
+    assert 0 < expected["flops"] < 0.5 and 0 < expected["bytes_b1"] < expected["bytes_b8"] < 0.5
     assert set(result["ratios"]) >= {"full_mfu", "prefix_vs_full", "gen_prefix_cost_b1",
                                      "gen_prefix_cost_b8", "memory_prefix_vs_full"}
     assert all(math.isfinite(v) for v in result["ratios"].values())

@@ -32,9 +32,8 @@ import sys
 
 import torch
 
-from common import (TASKS, evaluate, load_base, make_split, plot_curves, seed_everything, setup,
-                    table, tune)
-from minitx import MultiHeadAttention
+from common import (TASKS, attention_weights_kept, evaluate, load_base, make_split, plot_curves,
+                    seed_everything, setup, table, tune)
 from minitx.data import encode_prompts, prompt_text
 from minitx.tuning import SoftPrompt, Tuned
 
@@ -154,9 +153,10 @@ def nearest_words(base, tok, prompt):
 # %% [markdown]
 # ## 4. Where the first input word looks
 #
-# With `use_sdpa=False` every `MultiHeadAttention` computes softmax(QKᵀ/√d) written out and
-# keeps it in `.weights` (B, heads, queries, keys). The first real token of the input can see
-# only what is in front of it — the instruction's words, or the 8 virtual tokens — and itself.
+# Inside `common.attention_weights_kept` (`use_sdpa=False`) every attention layer computes
+# softmax(QKᵀ/√d) written out and keeps it in `.weights` (B, heads, queries, keys). The first
+# real token of the input can see only what is in front of it — the instruction's words, or the
+# 8 virtual tokens — and itself.
 # Below: its attention (mean over heads) per layer, with the hard prompt "reverse the list :"
 # and with the learned soft prompt; and the share that the "=>" token, which chooses the first
 # answer word, puts on the prompt positions.
@@ -166,16 +166,9 @@ def attention_rows(model, base, idx, n_prompt, first, **kw):
     """Per layer: head-mean attention of query `first` over keys 0..first, and the share of the
     last query ("=>") on the first n_prompt keys. A soft prompt is part of the input sequence
     (its vectors are queries too), so the first real token is query n_prompt in both cases."""
-    layers = [m for m in base.modules() if isinstance(m, MultiHeadAttention)]
-    for m in layers:
-        m.use_sdpa = False
-    try:
-        with torch.no_grad():
-            model(idx, **kw)
+    with attention_weights_kept(base) as layers, torch.no_grad():
+        model(idx, **kw)
         weights = [m.weights[0].mean(0) for m in layers]  # (queries, keys), mean over heads
-    finally:
-        for m in layers:
-            m.use_sdpa, m.weights = True, None
     return [{"first": w[first, :first + 1].tolist(),
              "last_on_prompt": w[-1, :n_prompt].sum().item()} for w in weights]
 

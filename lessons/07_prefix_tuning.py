@@ -39,7 +39,8 @@ import tempfile
 
 import torch
 
-from common import OUT, Stopwatch, evaluate, load_base, plot_curves, setup, table, tune
+from common import (OUT, Stopwatch, attention_weights_kept, evaluate, load_base, plot_curves, setup,
+                    table, tune)
 from minitx.data import encode_prompts, make_split, prompt_text
 from minitx.tuning import Prefix, Tuned, count_parameters
 
@@ -189,18 +190,11 @@ def prefix_attention_share(base, tok, tuned, length, examples):
     """The share (%) of attention that the query at "=>" (where the answer starts) gives to the
     prefix keys, averaged over heads, layers and examples. The written-out attention path
     (use_sdpa = False) keeps its weights for us to read."""
-    layers = [block.attn for block in base.transformer.h]
     idx, mask = encode_prompts(tok, [prompt_text(e) for e in examples])
-    for attn in layers:
-        attn.use_sdpa = False
-    try:
-        with torch.no_grad():
-            tuned(idx, attention_mask=mask)
+    with attention_weights_kept(base) as layers, torch.no_grad():
+        tuned(idx, attention_mask=mask)
         return 100 * statistics.mean(a.weights[:, :, -1, :length].sum(-1).mean().item()
                                      for a in layers)
-    finally:
-        for attn in layers:
-            attn.use_sdpa, attn.weights = True, None
 
 
 def rms(t):
@@ -311,17 +305,10 @@ def verdict(rows, summary):
 # %%
 def answer_attention(base, tok, tuned, example):
     """(layers, P + T): head-mean attention of the last query ("=>") over [prefix; input]."""
-    layers = [block.attn for block in base.transformer.h]
     idx = torch.tensor([tok.encode(prompt_text(example))])
-    for attn in layers:
-        attn.use_sdpa = False
-    try:
-        with torch.no_grad():
-            tuned(idx)
+    with attention_weights_kept(base) as layers, torch.no_grad():
+        tuned(idx)
         return torch.stack([a.weights[0, :, -1].mean(0) for a in layers])
-    finally:
-        for attn in layers:
-            attn.use_sdpa, attn.weights = True, None
 
 
 def show_answer_attention(maps, words, length):

@@ -4,6 +4,7 @@ Lesson-only code lives here rather than in minitx/, so the package stays within 
 Everything here is built from minitx's public API. A lesson run as a script finds this file
 because Python puts the script's folder on sys.path; the tests add lessons/ to sys.path.
 """
+import contextlib
 import json
 import random
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from minitx import GPT, Config, generate
+from minitx import GPT, Config, MultiHeadAttention, generate
 from minitx.data import (TASKS, course_tokenizer, encode_for_training, encode_prompts, make_split,
                          pretraining_corpus, prompt_text, Tokenizer)
 from minitx.metrics import corpus_bleu, rouge_l
@@ -242,6 +243,20 @@ def plot_curves(curves, name, xlabel="step", ylabel="loss"):
     plt.close(fig)
     print(f"(plot saved to {path})")
     return path
+
+
+@contextlib.contextmanager
+def attention_weights_kept(model):
+    """Inside the block every attention layer of `model` runs the written-out path
+    (`use_sdpa=False`) and keeps `.weights` (B, heads, queries, keys); yields the layers in order."""
+    layers = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
+    for m in layers:
+        m.use_sdpa = False
+    try:
+        yield layers
+    finally:
+        for m in layers:
+            m.use_sdpa, m.weights = True, None
 
 
 class Stopwatch:

@@ -5,26 +5,17 @@ Each lesson's `main(fast=True)` returns the numbers it printed; these tests chec
 lesson cannot silently stop showing its point.
 Run alone: `python -m pytest tests/test_lessons_core.py -q`.
 """
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-LESSONS = Path(__file__).resolve().parent.parent / "lessons"
-
-
-def run_lesson(filename):
-    spec = importlib.util.spec_from_file_location(filename.removesuffix(".py"), LESSONS / filename)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(fast=True)
+from lesson_loader import LESSONS, load_lesson, run_fast
 
 
 @pytest.mark.slow
 def test_lesson_01_soft_prompt_shapes():
-    r = run_lesson("01_soft_prompt_shapes.py")
+    r = run_fast(load_lesson("01_soft_prompt_shapes.py"))
     assert r["concat_shape"] == (4, 30, 768) and r["prompt_shape"] == (10, 768)
     assert r["trainable"] == 7_680 and r["table_params"] == 38_400_000
     assert r["logits_shape"] == (4, 30, 64) and r["real_logits_shape"] == (4, 20, 64)
@@ -36,7 +27,7 @@ def test_lesson_01_soft_prompt_shapes():
 
 @pytest.mark.slow
 def test_lesson_02_attention_by_hand():
-    r = run_lesson("02_attention_by_hand.py")
+    r = run_fast(load_lesson("02_attention_by_hand.py"))
     assert r["by_hand_max_diff"] <= 1e-12
     assert r["masked_weight_max"] == 0.0  # exactly zero, not small
     assert r["row_sum_err"] <= 1e-12
@@ -46,7 +37,7 @@ def test_lesson_02_attention_by_hand():
 
 @pytest.mark.slow
 def test_lesson_03_prefix_attention():
-    r = run_lesson("03_prefix_attention.py")
+    r = run_fast(load_lesson("03_prefix_attention.py"))
     assert r["out_shape"] == (1, 1, 3, 4) and r["weight_shape"] == (1, 1, 3, 5)
     assert r["prefix_vs_full_max_diff"] <= 1e-10
     assert r["decode_max_diff"] <= 1e-10
@@ -87,7 +78,6 @@ def test_readme_tables_list_exactly_the_lesson_files():
 def test_plots_are_png_files_when_matplotlib_is_installed(tmp_path, monkeypatch):
     """The optional PNG path (text sparklines are printed either way)."""
     pytest.importorskip("matplotlib")
-    sys.path.insert(0, str(LESSONS))
     import common
     monkeypatch.setattr(common, "OUT", tmp_path)
     path = common.plot_curves({"a": [3.0, 2.0, 1.0], "b": [2.0, 2.0, 1.5]}, "curves")

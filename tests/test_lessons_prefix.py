@@ -3,35 +3,14 @@ return the numbers they printed; the counts they print are checked against count
 
 Run alone: `python -m pytest tests/test_lessons_prefix.py -q`.
 """
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from minitx import GPT, Config
 from minitx.tuning import Prefix, SoftPrompt, count_parameters
-
-LESSONS = Path(__file__).resolve().parent.parent / "lessons"
-if str(LESSONS) not in sys.path:
-    sys.path.insert(0, str(LESSONS))
-
-
-def load_lesson(filename):
-    spec = importlib.util.spec_from_file_location(filename.removesuffix(".py"), LESSONS / filename)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_fast(module):
-    threads = torch.get_num_threads()
-    try:
-        return module.main(fast=True)
-    finally:
-        torch.set_num_threads(threads)  # setup() sets one thread; give the suite its own back
+from lesson_loader import load_lesson, run_fast
 
 
 @pytest.fixture(scope="module")

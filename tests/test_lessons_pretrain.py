@@ -2,29 +2,17 @@
 
 Run alone: `python -m pytest tests/test_lessons_pretrain.py -q`.
 """
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-LESSONS = Path(__file__).resolve().parent.parent / "lessons"
-sys.path.insert(0, str(LESSONS))
-
-import common  # noqa: E402
-
-
-def load(filename):
-    spec = importlib.util.spec_from_file_location(filename.removesuffix(".py"), LESSONS / filename)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from lesson_loader import load_lesson, run_fast
+import common  # lessons/ is on sys.path once lesson_loader is imported
 
 
 @pytest.mark.slow
 def test_lesson_04_fast_trains_and_measures_the_committed_base():
-    result = load("04_pretrain_base.py").main(fast=True)
+    result = run_fast(load_lesson("04_pretrain_base.py"))
     first, last = result["demo_losses"]
     assert last < first  # the short demo run learns something
     scores = {row["task"]: row["score %"] for row in result["skills"]}

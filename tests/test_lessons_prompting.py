@@ -3,34 +3,13 @@ printed; their parameter arithmetic is checked against independent counts.
 
 Run alone: `python -m pytest tests/test_lessons_prompting.py -q`.
 """
-import importlib.util
 import math
 import re
 import statistics
-import sys
-from pathlib import Path
 
 import pytest
-import torch
 
-LESSONS = Path(__file__).resolve().parent.parent / "lessons"
-
-
-def load_lesson(filename):
-    if str(LESSONS) not in sys.path:
-        sys.path.insert(0, str(LESSONS))  # the lessons import `common`
-    spec = importlib.util.spec_from_file_location(filename.removesuffix(".py"), LESSONS / filename)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_fast(module):
-    threads = torch.get_num_threads()
-    try:
-        return module.main(fast=True)
-    finally:
-        torch.set_num_threads(threads)  # main() calls setup(), which sets one thread
+from lesson_loader import load_lesson, run_fast
 
 
 @pytest.fixture(scope="module")

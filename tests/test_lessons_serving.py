@@ -7,53 +7,33 @@ Each lesson runs once (module-scoped fixture); the tests check shapes, ranges an
 one figure per lesson, an independent computation.
 Run alone: `python -m pytest tests/test_lessons_serving.py -q`.
 """
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 
-LESSONS = Path(__file__).resolve().parent.parent / "lessons"
+from lesson_loader import load_lesson, run_fast
+
 FILES = {11: "11_multitask_serving.py", 14: "14_choosing_a_method.py",
          15: "15_what_the_article_got_wrong.py"}
 
 
-def load(filename):
-    if str(LESSONS) not in sys.path:
-        sys.path.insert(0, str(LESSONS))
-    spec = importlib.util.spec_from_file_location("lesson_" + filename.removesuffix(".py"),
-                                                  LESSONS / filename)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_fast(module):
-    threads = torch.get_num_threads()
-    try:
-        return module.main(fast=True)
-    finally:
-        torch.set_num_threads(threads)  # setup() sets one thread; give the suite its own back
-
-
 @pytest.fixture(scope="module")
 def lesson11():
-    module = load(FILES[11])
+    module = load_lesson(FILES[11])
     return module, run_fast(module)
 
 
 @pytest.fixture(scope="module")
 def lesson14():
-    module = load(FILES[14])
+    module = load_lesson(FILES[14])
     return module, run_fast(module)
 
 
 @pytest.fixture(scope="module")
 def lesson15():
-    module = load(FILES[15])
+    module = load_lesson(FILES[15])
     return module, run_fast(module)
 
 
@@ -107,7 +87,7 @@ def test_lesson_11_routing_and_end_to_end(lesson11):
 
 def test_lesson_11_parts_right():
     from minitx.data import Example
-    module = load(FILES[11])
+    module = load_lesson(FILES[11])
     target = "yes you can return the red hat within 30 days"
     example = Example("i want to return the red hat", target, (target,))
     wrong_days = "yes you can return the red hat within 14 days"
@@ -156,7 +136,7 @@ def test_lesson_14_memory_and_deployment(lesson14):
 def test_lesson_14_step_bytes_counts_saved_tensors():
     """y = x @ w, loss = sum(y ** 2): autograd saves x (for w's gradient) and y (for the
     square); w is a parameter and is not counted again."""
-    module = load(FILES[14])
+    module = load_lesson(FILES[14])
 
     class Tiny(nn.Module):
         def __init__(self):

@@ -7,39 +7,19 @@ measure. The scale lesson runs on whichever base checkpoints exist, and a test f
 folder holding only the small base to check that missing sizes are skipped.
 Run alone: `python -m pytest tests/test_lessons_shootout.py -q`.
 """
-import importlib.util
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
-import torch
 
-LESSONS = Path(__file__).resolve().parent.parent / "lessons"
+from lesson_loader import load_lesson, run_fast
+
 METHODS = ["prompt tuning", "prefix tuning", "deep prompt", "LoRA", "adapter", "full fine-tuning"]
-
-
-def load_lesson(filename):
-    if str(LESSONS) not in sys.path:
-        sys.path.insert(0, str(LESSONS))
-    spec = importlib.util.spec_from_file_location(filename.removesuffix(".py"), LESSONS / filename)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_main(module, **kw):
-    threads = torch.get_num_threads()
-    try:
-        return module.main(fast=True, **kw)
-    finally:
-        torch.set_num_threads(threads)  # setup() sets one thread; give the rest of the suite back
 
 
 @pytest.fixture(scope="module")
 def shootout():
     module = load_lesson("09_shootout.py")
-    return module, run_main(module)
+    return module, run_fast(module)
 
 
 # ---- lesson 09 ---------------------------------------------------------------------------------
@@ -158,7 +138,7 @@ def test_10_scale_runs_on_the_sizes_present():
     module = load_lesson("10_scale.py")
     present = [s for s in ("tiny", "small", "medium")
                if (module.CHECKPOINTS / f"base_{s}.pt").exists()]
-    r = run_main(module)
+    r = run_fast(module)
     check_scale_result(r, present)
     for row in r["tasks"]["reverse"]:  # the prompt share and the size, recomputed
         base, _ = module.load_base(row["size"])
@@ -180,7 +160,7 @@ def test_10_scale_skips_missing_sizes(tmp_path, monkeypatch, capsys):
     assert module.available_sizes() == ["small"]
     out = capsys.readouterr().out
     assert "'tiny' skipped" in out and "'medium' skipped" in out
-    r = run_main(module)
+    r = run_fast(module)
     check_scale_result(r, ["small"])
     assert all(v == "needs two sizes or more" for v in r["verdicts"].values())
 

@@ -8,13 +8,12 @@ allocates less than full fine-tuning. (Decoding's in-place cache is a core prope
 tests/test_generate_core.py.)
 Run alone: `python -m pytest tests/test_lessons_speed.py -q`.
 """
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
-LESSONS = Path(__file__).resolve().parent.parent / "lessons"
+from lesson_loader import load_lesson, run_fast
+
 FILENAME = "13_speed_and_memory.py"
 METHODS = ["full fine-tuning", "prompt", "prefix", "prefix + MLP", "deep prompt", "LoRA",
            "adapter", "reference GPT"]
@@ -22,10 +21,7 @@ METHODS = ["full fine-tuning", "prompt", "prefix", "prefix + MLP", "deep prompt"
 
 @pytest.fixture(scope="module")
 def result():
-    spec = importlib.util.spec_from_file_location("lesson13", LESSONS / FILENAME)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(fast=True)
+    return run_fast(load_lesson(FILENAME))
 
 
 def closed_forms(c):

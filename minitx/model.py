@@ -169,8 +169,12 @@ class GPT(nn.Module):
         full (k, v) — pass it back as `past` to decode the next token incrementally.
         """
         h, present = self.body(idx, past, attention_mask, inputs_embeds)
+        return *self.head(h, targets), present
+
+    def head(self, h, targets=None):
+        """Final hidden states (B, T, C) -> (logits (B, T, vocab), loss or None)."""
         logits = self.lm_head(h)
-        return logits, lm_loss(logits, targets), present
+        return logits, lm_loss(logits, targets)
 
 
 def lm_loss(logits, targets):

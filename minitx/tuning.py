@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import lm_loss, past_length
+from .model import past_length
 
 
 class Method(nn.Module):
@@ -400,8 +400,7 @@ class Tuned(nn.Module):
             logits = head(h[torch.arange(B, device=idx.device), last].to(head.weight.dtype))
             loss = None if targets is None else F.cross_entropy(logits.float(), targets)
             return logits, loss, present
-        logits = self.base.lm_head(h)
-        return logits, lm_loss(logits, targets), present
+        return *self.base.head(h, targets), present
 
     def report(self, task=None):
         """Trainable share for one task: its parameters against base + its parameters."""

@@ -349,7 +349,7 @@ def test_matches_transformers_tokenizer(tmp_path):
 # --- the lesson -------------------------------------------------------------------------------
 
 def load_lesson():
-    spec = importlib.util.spec_from_file_location("lesson16", ROOT / "lessons/16_real_gpt2.py")
+    spec = importlib.util.spec_from_file_location("lesson16", ROOT / "lessons/17_real_gpt2.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -388,9 +388,9 @@ def test_lesson_prefix_starts_as_a_cached_prompt(tmp_path):
 def test_lesson_without_a_path_prints_how_to_get_one(monkeypatch, capsys):
     """Run as a script (`__main__`), with neither --gpt2 nor MINITX_GPT2: hint, exit status 0."""
     monkeypatch.delenv("MINITX_GPT2", raising=False)
-    monkeypatch.setattr(sys, "argv", ["16_real_gpt2.py"])
+    monkeypatch.setattr(sys, "argv", ["17_real_gpt2.py"])
     with pytest.raises(SystemExit) as e:
-        runpy.run_path(str(ROOT / "lessons/16_real_gpt2.py"), run_name="__main__")
+        runpy.run_path(str(ROOT / "lessons/17_real_gpt2.py"), run_name="__main__")
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--gpt2 PATH" in out and "save_pretrained('gpt2-local')" in out

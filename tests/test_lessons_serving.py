@@ -1,4 +1,4 @@
-"""Lessons 11, 14 and 15 run in fast mode and return the numbers they printed.
+"""Lessons 12, 15 and 16 run in fast mode and return the numbers they printed.
 
 11: adapters as files, loading by name, one mixed-task batch, routing with the frozen base.
 14: the method-choice evidence (scores, parameters, files, memory, mixed batches, scale, sweep).
@@ -15,25 +15,25 @@ import torch.nn as nn
 
 from lesson_loader import load_lesson, run_fast
 
-FILES = {11: "11_multitask_serving.py", 14: "14_choosing_a_method.py",
-         15: "15_what_the_article_got_wrong.py"}
+FILES = {12: "12_multitask_serving.py", 15: "15_choosing_a_method.py",
+         16: "16_what_the_article_got_wrong.py"}
 
 
 @pytest.fixture(scope="module")
 def lesson11():
-    module = load_lesson(FILES[11])
+    module = load_lesson(FILES[12])
     return module, run_fast(module)
 
 
 @pytest.fixture(scope="module")
 def lesson14():
-    module = load_lesson(FILES[14])
+    module = load_lesson(FILES[15])
     return module, run_fast(module)
 
 
 @pytest.fixture(scope="module")
 def lesson15():
-    module = load_lesson(FILES[15])
+    module = load_lesson(FILES[16])
     return module, run_fast(module)
 
 
@@ -42,7 +42,7 @@ def base_model():
     return load_base("small")
 
 
-# ---- lesson 11 ------------------------------------------------------------------------------
+# ---- lesson 12 ------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_lesson_11_files_and_sizes(lesson11):
     module, r = lesson11
@@ -87,7 +87,7 @@ def test_lesson_11_routing_and_end_to_end(lesson11):
 
 def test_lesson_11_parts_right():
     from minitx.data import Example
-    module = load_lesson(FILES[11])
+    module = load_lesson(FILES[12])
     target = "yes you can return the red hat within 30 days"
     example = Example("i want to return the red hat", target, (target,))
     wrong_days = "yes you can return the red hat within 14 days"
@@ -95,7 +95,7 @@ def test_lesson_11_parts_right():
     assert module.parts_right("returns", [target], [example]) == [100.0, 100.0]
 
 
-# ---- lesson 14 ------------------------------------------------------------------------------
+# ---- lesson 15 ------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_lesson_14_grid_counts(lesson14):
     module, r = lesson14
@@ -136,7 +136,7 @@ def test_lesson_14_memory_and_deployment(lesson14):
 def test_lesson_14_step_bytes_counts_saved_tensors():
     """y = x @ w, loss = sum(y ** 2): autograd saves x (for w's gradient) and y (for the
     square); w is a parameter and is not counted again."""
-    module = load_lesson(FILES[14])
+    module = load_lesson(FILES[15])
 
     class Tiny(nn.Module):
         def __init__(self):
@@ -171,7 +171,7 @@ def test_lesson_14_scale_sweep_decisions(lesson14):
         "length": 10.0, "init": 60.0, "lr": 0.0}
 
 
-# ---- lesson 15 ------------------------------------------------------------------------------
+# ---- lesson 16 ------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_lesson_15_table(lesson15):
     _, r = lesson15

@@ -1,4 +1,4 @@
-"""Lessons 09 (the PEFT shoot-out) and 10 (prompt tuning and scale) in fast mode.
+"""Lessons 09 (the PEFT shoot-out) and 11 (prompt tuning and scale) in fast mode.
 
 Each lesson's `main(fast=True)` returns the numbers it printed; these tests check their shape and
 range, and recompute some of them independently (parameter shares, memory terms, file sizes, the
@@ -115,7 +115,7 @@ def test_09_exported_prefix_file_keeps_the_prefix_only(shootout):
     assert 4 * kept <= module.file_bytes("prefix tuning", model, "returns") <= 4 * kept + 16 * 1024
 
 
-# ---- lesson 10 ---------------------------------------------------------------------------------
+# ---- lesson 11 ---------------------------------------------------------------------------------
 def check_scale_result(r, sizes):
     assert r["sizes"] == sizes
     assert list(r["tasks"]) == r["mode"]["tasks"] == ["reverse", "first_last"]  # fast: both
@@ -134,8 +134,8 @@ def check_scale_result(r, sizes):
 
 
 @pytest.mark.slow
-def test_10_scale_runs_on_the_sizes_present():
-    module = load_lesson("10_scale.py")
+def test_11_scale_runs_on_the_sizes_present():
+    module = load_lesson("11_scale.py")
     present = [s for s in ("tiny", "small", "medium")
                if (module.CHECKPOINTS / f"base_{s}.pt").exists()]
     r = run_fast(module)
@@ -152,9 +152,9 @@ def test_10_scale_runs_on_the_sizes_present():
 
 
 @pytest.mark.slow
-def test_10_scale_skips_missing_sizes(tmp_path, monkeypatch, capsys):
+def test_11_scale_skips_missing_sizes(tmp_path, monkeypatch, capsys):
     """With only the small checkpoint, the lesson says which sizes it skipped and still runs."""
-    module = load_lesson("10_scale.py")
+    module = load_lesson("11_scale.py")
     shutil.copy(module.CHECKPOINTS / "base_small.pt", tmp_path / "base_small.pt")
     monkeypatch.setattr(module, "CHECKPOINTS", tmp_path)
     assert module.available_sizes() == ["small"]
@@ -166,7 +166,7 @@ def test_10_scale_skips_missing_sizes(tmp_path, monkeypatch, capsys):
 
 
 def test_10_verdict_needs_the_seed_ranges_apart():
-    module = load_lesson("10_scale.py")
+    module = load_lesson("11_scale.py")
     row = lambda size, gaps: {"size": size, "gaps": gaps, "gap": sum(gaps) / len(gaps)}  # noqa
     assert module.verdict([row("tiny", [90, 80])]) == "needs two sizes or more"
     assert module.verdict([row("tiny", [90, 80]), row("medium", [20, 70])]).endswith("closes")

@@ -1,4 +1,4 @@
-"""Lesson 13 (speed and memory) runs in fast mode and its table comes from measurement.
+"""Lesson 14 (speed and memory) runs in fast mode and its table comes from measurement.
 
 No timing is asserted (test machines are shared and noisy): the tests check that every method is
 measured, that the numbers are finite and positive, that the trainable counts equal their closed
@@ -14,7 +14,7 @@ import pytest
 
 from lesson_loader import load_lesson, run_fast
 
-FILENAME = "13_speed_and_memory.py"
+FILENAME = "14_speed_and_memory.py"
 METHODS = ["full fine-tuning", "prompt", "prefix", "prefix + MLP", "deep prompt", "LoRA",
            "adapter", "reference GPT"]
 

@@ -280,7 +280,7 @@ def test_generation_is_greedy_decoding_without_a_cache():
 
 @pytest.mark.slow
 def test_lesson_fast():
-    path = pathlib.Path(__file__).parents[1] / "lessons" / "12_seq2seq_prefixes.py"
+    path = pathlib.Path(__file__).parents[1] / "lessons" / "13_seq2seq_prefixes.py"
     spec = importlib.util.spec_from_file_location("lesson12", path)
     lesson = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(lesson)

@@ -1,4 +1,4 @@
-"""Lesson 16: prefix-tune a real GPT-2.
+"""Lesson 17: prefix-tune a real GPT-2.
 
 Everything so far ran on small models trained from scratch. Here the same prefix machinery meets
 a real pre-trained model: OpenAI's GPT-2 (Radford et al. 2019), read from a local Hugging Face
@@ -10,7 +10,7 @@ key/value cache: `model(idx, past=[(k, v), ...])`, one pair of shape (1, n_head,
 per layer. Here the prefix is written out by hand: plain `nn.Parameter`s and an AdamW over them
 alone. The task: answer a word with its opposite ("hot ->" " cold").
 
-Run:  python lessons/16_real_gpt2.py --gpt2 PATH   (or set MINITX_GPT2=PATH)
+Run:  python lessons/17_real_gpt2.py --gpt2 PATH   (or set MINITX_GPT2=PATH)
 Without a path it prints how to get GPT-2's files and exits. Nothing is downloaded.
 """
 # %% [markdown]
@@ -43,7 +43,7 @@ GPT2Tokenizer.from_pretrained('gpt2').save_pretrained('gpt2-local')"
 (or `huggingface-cli download gpt2 config.json model.safetensors vocab.json merges.txt
 --local-dir gpt2-local`), then copy the folder gpt2-local here and run
 
-    python lessons/16_real_gpt2.py --gpt2 gpt2-local
+    python lessons/17_real_gpt2.py --gpt2 gpt2-local
 
 model.safetensors needs `pip install safetensors`; pytorch_model.bin needs only torch.
 """

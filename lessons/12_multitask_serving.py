@@ -1,4 +1,4 @@
-"""Lesson 11 — one frozen base, many small task files: modular multi-task serving.
+"""Lesson 12 — one frozen base, many small task files: modular multi-task serving.
 
 The source article's third chapter ends with a deployment picture: keep ONE copy of the
 pretrained model in memory, keep one small file per task, and switch tasks by name — its example
@@ -21,7 +21,7 @@ Paper: Lester, Al-Rfou & Constant 2021 ("The Power of Scale for Parameter-Effici
 Tuning", arXiv 2104.08691v2) describe the serving side of this in their Figure 2 and their §6
 "Prompt Ensembling": one frozen model, a small prompt per task, several prompts in one batch.
 
-Run:  python lessons/11_multitask_serving.py [--fast | --full]
+Run:  python lessons/12_multitask_serving.py [--fast | --full]
 """
 # %% [markdown]
 # # 11 · One base, three customer-service adapters

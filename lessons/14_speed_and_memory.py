@@ -1,4 +1,4 @@
-"""Lesson 13 — speed and memory: what each tuning method costs, measured.
+"""Lesson 14 — speed and memory: what each tuning method costs, measured.
 
 Parameter-efficient tuning trains a tiny fraction of the weights, so it is tempting to expect it
 to be tiny in cost too. It is not, and this lesson measures by how much. For one model it runs
@@ -20,7 +20,7 @@ layer to reach the prefix: 4N per token. A prefix-tuning step should cost 2/3 of
 the 0.1% that its parameter count suggests (Li & Liang 2021: ~30% faster per epoch, 0.2 h vs
 0.3 h).
 
-Run:  python lessons/13_speed_and_memory.py [--fast | --full] [--threads N]
+Run:  python lessons/14_speed_and_memory.py [--fast | --full] [--threads N]
 Default: 35-50 s on a 2-core CPU, on all of torch's threads — or on one thread when other
 processes already keep every core busy (load average >= CPUs; a second OpenMP thread would mostly
 wait), --threads N overrides; --fast: a tiny model, a few seconds, for the tests; --full: more
@@ -603,7 +603,7 @@ def main(fast=False, full=False):
     t0, cpu0 = time.perf_counter(), time.process_time()
     s = SimpleNamespace(**(FAST if fast else FULL if full else DEFAULT))
     cpu = torch.device("cpu")
-    print(f"Lesson 13 — speed and memory. {environment(cpu)}")
+    print(f"Lesson 14 — speed and memory. {environment(cpu)}")
     print(f"config: {s.n_layer} layers, width {s.n_embd}, {s.n_head} heads, vocab "
           f"{s.vocab_size}, context {s.block_size}, batch {s.batch} x {s.seq} tokens, fp32, "
           f"{s.virtual} virtual tokens, prefix MLP {s.mid}, LoRA r={s.lora_r} on attn.c_attn, "

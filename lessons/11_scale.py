@@ -1,4 +1,4 @@
-"""Lesson 10 — does the gap between prompt tuning and full fine-tuning close with model size?
+"""Lesson 11 — does the gap between prompt tuning and full fine-tuning close with model size?
 
 Lester, Al-Rfou & Constant 2021 ("The Power of Scale for Parameter-Efficient Prompt Tuning",
 arXiv 2104.08691) tuned soft prompts on T5 models from hundreds of millions of parameters up to
@@ -13,7 +13,7 @@ same tasks and the same budget, tunes a soft prompt and, separately, every weigh
 gap per size, with a text scale curve. It says plainly whether the paper's effect shows at this
 scale.
 
-Run:  python lessons/10_scale.py [--fast | --full]
+Run:  python lessons/11_scale.py [--fast | --full]
 Default: 50 steps, 2 seeds, under a minute on an idle 2-core CPU. --full: 200 steps, 4 seeds,
 100 test inputs, and the paper's initialisation ablation (random / vocabulary / text) per size.
 A size whose checkpoint (lessons/checkpoints/base_<size>.pt) is missing is skipped with a note;
@@ -151,7 +151,7 @@ def verdict(rows):
 # ## A text scale curve
 #
 # One bar per size and method (exact match, 0–100%), and the gap. Printed always; a PNG too when
-# matplotlib is installed (lessons/out/10_scale.png, parameters on a log axis as in the paper).
+# matplotlib is installed (lessons/out/11_scale.png, parameters on a log axis as in the paper).
 
 
 # %%
@@ -187,7 +187,7 @@ def png_curve(results):
         ax.set(title=task, xlabel="parameters", ylabel="exact match %", ylim=(-5, 105))
         ax.legend()
     OUT.mkdir(exist_ok=True)
-    path = OUT / "10_scale.png"
+    path = OUT / "11_scale.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     print(f"(plot saved to {path})")

@@ -1,4 +1,4 @@
-"""Lesson 14 — choosing a method: the article's checklist, with evidence measured here.
+"""Lesson 15 — choosing a method: the article's checklist, with evidence measured here.
 
 The source article's fourth chapter ends with a four-way checklist — model scale, hardware
 budget, task type, deployment flexibility — and a rule of thumb: "large models use prompt
@@ -27,7 +27,7 @@ Papers: Lester et al. 2021 (arXiv 2104.08691v2); Li & Liang 2021 (arXiv 2101.001
 version); Liu et al. 2022, P-tuning v2 (arXiv 2110.07602); Hu et al. 2021, LoRA (arXiv
 2106.09685).
 
-Run:  python lessons/14_choosing_a_method.py [--fast | --full]
+Run:  python lessons/15_choosing_a_method.py [--fast | --full]
 """
 # %% [markdown]
 # # 14 · Choosing a method

@@ -1,4 +1,4 @@
-"""Lesson 12 — an encoder–decoder has three places for a prefix: which of them matter?
+"""Lesson 13 — an encoder–decoder has three places for a prefix: which of them matter?
 
 Li & Liang (2021, arXiv 2101.00190 §4) tune GPT-2 with one prefix per layer, and BART with
 z = [PREFIX; x; PREFIX′; y]; their BART code keeps *three* prefixes in every layer:
@@ -25,7 +25,7 @@ The numbers are this toy world's, not the paper's. The paper has no per-kind abl
 its nearest evidence is E2E with GPT-2 (ACL version, BLEU): a prefix in every layer 70.3, an
 embedding-only prefix (= prompt tuning) 48.1–62.2. Rows are means over tuning seeds; the spread
 of the *base model* matters more (see "What it found").
-Run: python lessons/12_seq2seq_prefixes.py [--fast] [--base-seed N]
+Run: python lessons/13_seq2seq_prefixes.py [--fast] [--base-seed N]
 """
 # %%
 import random

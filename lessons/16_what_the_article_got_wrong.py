@@ -1,4 +1,4 @@
-"""Lesson 15 — what the source article got wrong, checked against the papers and measured.
+"""Lesson 16 — what the source article got wrong, checked against the papers and measured.
 
 The article this course grew from is a useful map, but several of its numbers have no source or
 contradict the papers it draws on. FACTS.md lists them; this lesson takes every row of that list
@@ -19,7 +19,7 @@ Sources: Li & Liang 2021, "Prefix-Tuning" (arXiv 2101.00190; ACL 2021 numbers, w
 from arXiv v1); Lester, Al-Rfou & Constant 2021, "The Power of Scale for Parameter-Efficient
 Prompt Tuning" (arXiv 2104.08691v2); Liu et al., "P-Tuning v2" (arXiv 2110.07602).
 
-Run:  python lessons/15_what_the_article_got_wrong.py [--fast | --full]
+Run:  python lessons/16_what_the_article_got_wrong.py [--fast | --full]
 """
 # %% [markdown]
 # # 15 · What the article got wrong
@@ -55,8 +55,8 @@ def lesson(filename):
     return module
 
 
-# lesson 14 counts what one training step holds; reused here rather than written twice
-step_bytes = lesson("14_choosing_a_method.py").step_bytes
+# lesson 15 counts what one training step holds; reused here rather than written twice
+step_bytes = lesson("15_choosing_a_method.py").step_bytes
 
 
 # %% [markdown]
@@ -134,7 +134,7 @@ def lr_sweep(base, tok, steps, seeds, n_test, grids=LR_GRIDS):
 # GPU's memory at batch size 1 (ratio 0.36). The reason the ratio cannot fall to the parameter
 # share: the gradient has to travel back through every frozen layer to reach the prefix, so
 # the activations stay; what goes is the gradients and AdamW state of the frozen weights.
-# Counted here tensor by tensor (lesson 14's `step_bytes`): weights, gradients, AdamW state and
+# Counted here tensor by tensor (lesson 15's `step_bytes`): weights, gradients, AdamW state and
 # the activations autograd saves, for one step at batch 1 and at batch 16.
 
 

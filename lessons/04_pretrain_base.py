@@ -2,7 +2,7 @@
 
 Prompt and prefix tuning do not teach a model from nothing: they steer a pretrained model whose
 weights stay frozen. So the course needs a pretrained base. Ours learns a toy world
-(minitx/data.py): lines such as
+(lessons/toyworld.py): lines such as
 
     reverse the list : navy white 2 shirt => shirt 2 white navy ;
 

@@ -34,7 +34,8 @@ import torch
 
 from common import (TASKS, attention_weights_kept, evaluate, load_base, make_split, plot_curves,
                     seed_everything, setup, table, tune)
-from minitx.data import encode_prompts, prompt_text
+from minitx.data import encode_prompts
+from toyworld import prompt_text
 from minitx.tuning import SoftPrompt, Tuned
 
 TASK_NAMES = ("reverse", "copy", "data_to_text")

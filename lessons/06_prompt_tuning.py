@@ -37,7 +37,8 @@ import torch
 from common import (TASKS, classify, evaluate, load_base, make_split, seed_everything, setup,
                     table, tune)
 from minitx import GPT, Config
-from minitx.data import encode_prompts, prompt_text
+from minitx.data import encode_prompts
+from toyworld import prompt_text
 from minitx.tuning import SoftPrompt, Tuned, count_parameters
 
 SETTINGS = {

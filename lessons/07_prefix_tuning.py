@@ -41,7 +41,8 @@ import torch
 
 from common import (OUT, Stopwatch, attention_weights_kept, evaluate, load_base, plot_curves, setup,
                     table, tune)
-from minitx.data import encode_prompts, make_split, prompt_text
+from minitx.data import encode_prompts
+from toyworld import make_split, prompt_text
 from minitx.tuning import Prefix, Tuned, count_parameters
 
 TASK = "first_last"  # never pretrained: the frozen model scores 0% without an instruction

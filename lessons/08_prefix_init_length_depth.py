@@ -37,7 +37,7 @@ import statistics
 import sys
 
 from common import Stopwatch, evaluate, load_base, setup, table, tune
-from minitx.data import make_split
+from toyworld import make_split
 from minitx.tuning import Prefix, SoftPrompt, Tuned, count_parameters
 
 MID, LR, SOFT_LR, BATCH = 128, 5e-3, 3e-2, 8

@@ -28,7 +28,7 @@ three times the steps, and a third table on the sentiment task.
 # %% [markdown]
 # # 09 · The shoot-out
 #
-# The two tasks (minitx/data.py), both asked *without* an instruction, so that the method has to
+# The two tasks (lessons/toyworld.py), both asked *without* an instruction, so that the method has to
 # supply what the instruction used to:
 #
 # * **intent** (classification, 3 classes: returns / shipping / recommend). The frozen base was
@@ -55,7 +55,8 @@ import torch
 
 from common import evaluate, load_base, plot_curves, seed_everything, setup, table
 from minitx import GPT
-from minitx.data import TASKS, encode_for_training, encode_prompts, make_split, prompt_text
+from minitx.data import encode_for_training, encode_prompts
+from toyworld import TASKS, make_split, prompt_text
 from minitx.train import TrainConfig, train
 from minitx.tuning import Adapter, LoRA, Prefix, SoftPrompt, Tuned, count_parameters
 

@@ -51,7 +51,7 @@ import time
 
 from common import (CHECKPOINTS, OUT, SIZES, evaluate, full_finetune, load_base, make_split,
                     seed_everything, setup, table, tune)
-from minitx.data import TASKS
+from toyworld import TASKS
 from minitx.tuning import SoftPrompt, count_parameters
 
 N_VIRTUAL = 10

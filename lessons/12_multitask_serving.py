@@ -6,7 +6,7 @@ is a customer-service system with three intents (return-policy questions, shippi
 queries, product recommendations). This lesson builds exactly that on the course's frozen small
 base and measures every step:
 
-1. train one adapter per task (`returns`, `shipping`, `recommend` from minitx.data — tasks the
+1. train one adapter per task (`returns`, `shipping`, `recommend` from lessons/toyworld.py — tasks the
    base never saw in pretraining, so the adapter has to add real capacity) and pick the method
    by measuring: a soft prompt and a prefix on the same task and budget;
 2. save each adapter with `Tuned.save` (file sizes in KB, beside the base model's size), load
@@ -27,7 +27,7 @@ Run:  python lessons/12_multitask_serving.py [--fast | --full]
 # # 11 · One base, three customer-service adapters
 #
 # Every number below is measured by this script on the committed small base (4 layers, width
-# 128, 0.84M parameters). The tasks come from `minitx.data`:
+# 128, 0.84M parameters). The tasks come from `toyworld.py`:
 #
 # | task | a query | its answer |
 # | --- | --- | --- |
@@ -53,7 +53,8 @@ import torch
 
 from common import (CHECKPOINTS, OUT, TASKS, classify, load_base, make_split, predict, score, setup,
                     table, tune)
-from minitx.data import Example, encode_prompts, prompt_text
+from minitx.data import encode_prompts
+from toyworld import Example, prompt_text
 from minitx.tuning import Prefix, SoftPrompt, Tuned, count_parameters
 
 SERVICE = ("returns", "shipping", "recommend")  # the three customer-service tasks

@@ -14,7 +14,7 @@ keys/values put in front, through the same `past` argument a decoding cache uses
 
 This lesson
 1. pretrains a small Seq2Seq for ~15 s on two of the course's synthetic tasks (data_to_text and
-   copy, from minitx.data), every source led by an instruction ("describe the restaurant : name
+   copy, from lessons/toyworld.py), every source led by an instruction ("describe the restaurant : name
    = the mill | food = thai"); each target is one of three right phrasings, drawn at random;
 2. asks for a *house style* — always the third phrasing ("for thai food try the mill") — with
    no instruction, and prefix-tunes the frozen model on 512 examples: all three prefixes, each
@@ -35,13 +35,14 @@ import time
 
 import torch
 
-from minitx import data
+import toyworld
+from minitx.data import split_of
 from minitx.metrics import corpus_bleu, rouge_l
 from minitx.model import Config
 from minitx.seq2seq import Seq2Seq, Seq2SeqPrefix, TunedSeq2Seq, generate_seq2seq
 from minitx.tuning import count_parameters
 
-TOK = data.course_tokenizer()
+TOK = toyworld.course_tokenizer()
 BOS = TOK.ids["=>"]  # the decoder starts from "=>" and ends with ";"
 HOUSE = 2  # the house style: "for thai food at cheap prices try the mill in the old town"
 ABLATION = {"all three": ("encoder", "decoder", "cross"), "encoder only": ("encoder",),
@@ -108,12 +109,12 @@ def evaluate(model, examples, instruction=None, **task):
 # %%
 def corpus(n, tasks=("data_to_text", "copy"), seed=0):
     """n (source, target ;) pairs of the given tasks, each asked in a seen phrasing, from
-    train-split inputs only (data.split_of), so no test input is ever pretrained."""
+    train-split inputs only (split_of), so no test input is ever pretrained."""
     rng, pairs = random.Random(seed), []
     while len(pairs) < n:
-        task = data.TASKS[rng.choice(tasks)]
+        task = toyworld.TASKS[rng.choice(tasks)]
         example = task.make(rng)
-        if data.split_of(example.source) == "train":
+        if split_of(example.source) == "train":
             instruction = rng.choice(task.phrasings[:task.n_seen])
             pairs.append((f"{instruction} : {example.source}", f"{example.target} ;"))
     return pairs
@@ -161,8 +162,8 @@ def run(fast, seeds, base_seed):
     start = time.time()
     base, pre_loss = pretrain(60 if fast else 400, base_seed)
     train_set = [(e.source, f"{e.references[HOUSE]} ;")
-                 for e in data.make_split("data_to_text", 512, "train", seed=1)]
-    test = data.make_split("data_to_text", 30 if fast else 100, "test")
+                 for e in toyworld.make_split("data_to_text", 512, "train", seed=1)]
+    test = toyworld.make_split("data_to_text", 30 if fast else 100, "test")
     seeds = seeds[:1] if fast else seeds
     instructed, frozen = evaluate(base, test, "describe the restaurant"), evaluate(base, test)
     print(f"pretrained in {time.time() - start:.1f} s (last loss {pre_loss:.2f}). Frozen, BLEU "

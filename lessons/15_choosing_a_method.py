@@ -53,7 +53,8 @@ import torch.nn as nn
 
 from common import (TASKS, classify, full_finetune, load_base, make_split, predict, score, setup,
                     table, task_batches, tune)
-from minitx.data import Example, encode_prompts, prompt_text
+from minitx.data import encode_prompts
+from toyworld import Example, prompt_text
 from minitx.tuning import LoRA, Prefix, SoftPrompt, Tuned, count_parameters
 
 # %% [markdown]

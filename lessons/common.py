@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from minitx import GPT, Config, MultiHeadAttention, generate
-from minitx.data import (TASKS, course_tokenizer, encode_for_training, encode_prompts, make_split,
-                         pretraining_corpus, prompt_text, Tokenizer)
+from minitx.data import encode_for_training, encode_prompts, Tokenizer
+from toyworld import TASKS, course_tokenizer, make_split, pretraining_corpus, prompt_text
 from minitx.metrics import corpus_bleu, rouge_l
 from minitx.train import TrainConfig, load_checkpoint, save_checkpoint, train
 from minitx.tuning import Tuned

@@ -7,8 +7,9 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from minitx.data import (IGNORE_INDEX, TASKS, Tokenizer, course_tokenizer, encode_for_training,
-                         encode_prompts, make_split, pretraining_corpus, prompt_text, split_of)
+from minitx.data import IGNORE_INDEX, Tokenizer, encode_for_training, encode_prompts, split_of
+import lesson_loader  # noqa: F401  (puts lessons/ on sys.path for the toy world)
+from toyworld import TASKS, course_tokenizer, make_split, pretraining_corpus, prompt_text
 
 TOK = course_tokenizer()
 WORDS = TOK.words[2:]  # every word but <pad> and <unk>

@@ -86,7 +86,7 @@ def test_lesson_11_routing_and_end_to_end(lesson11):
 
 
 def test_lesson_11_parts_right():
-    from minitx.data import Example
+    from toyworld import Example
     module = load_lesson(FILES[12])
     target = "yes you can return the red hat within 30 days"
     example = Example("i want to return the red hat", target, (target,))

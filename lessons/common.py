@@ -1,14 +1,19 @@
-"""Helpers the lessons share: the committed base models, batches, one tuning run, scoring, tables.
+"""Helpers the lessons share: run modes, the evidence discipline (seeds, paired verdicts, learning
+rates chosen on validation data), the committed base models, one tuning run, scoring, tables.
 
 Lesson-only code lives here rather than in minitx/, so the package stays within its line budget.
-Everything here is built from minitx's public API. A lesson run as a script finds this file
-because Python puts the script's folder on sys.path; the tests add lessons/ to sys.path.
+Everything here is built from minitx's public API. A lesson run as a script (or opened as a
+notebook in lessons/) finds this file because Python puts the script's folder (the notebook's
+working directory) on sys.path; the tests add lessons/ to sys.path.
 """
 import contextlib
 import json
+import math
 import random
+import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,9 +38,102 @@ SIZES = {
 BLOCK_SIZE = 128  # lines are 10-40 tokens; room for a 40-token prefix and a long answer
 
 
-def fast_mode(argv=None):
-    """True when the lesson was started with --fast (the test suite runs every lesson so)."""
-    return "--fast" in (sys.argv if argv is None else argv)
+def lesson_mode(argv=None):
+    """"fast" (--fast: seconds, what the tests run), "full" (--full: the long run) or "default".
+
+    Read from the command line; a notebook kernel has neither flag, so a notebook runs "default"."""
+    argv = sys.argv if argv is None else argv
+    if "--fast" in argv and "--full" in argv:
+        raise ValueError("give at most one of --fast and --full")
+    return "fast" if "--fast" in argv else "full" if "--full" in argv else "default"
+
+
+# ---- the evidence discipline -------------------------------------------------------------------
+# A lesson that turns a comparison into a conclusion runs every arm on the same seeds (same data
+# order, same initialisation where the arms share parameters), takes the per-seed *paired*
+# difference, and prints a verdict computed from those differences. Three seeds is the floor for
+# a verdict; with all three agreeing in sign the chance of that under "no effect" is 1/4 per
+# direction, so "holds" means "every seed agrees", not "significant". The --full run uses five.
+SEEDS = {"fast": (0, 1), "default": (0, 1, 2), "full": (0, 1, 2, 3, 4)}
+MIN_SEEDS = 3
+NOT_SHOWN = "not shown (within seed spread)"
+
+
+@dataclass
+class Verdict:
+    """A claim "A beats B", the per-seed paired differences A - B, and what they show."""
+    claim: str
+    diffs: list
+    unit: str = ""
+
+    @property
+    def word(self):
+        """"holds" when every seed's difference is > 0, "reversed" when every one is < 0, else
+        "not shown (within seed spread)" — also with fewer than 3 seeds. Never a winner when the
+        spread of the differences covers zero."""
+        if len(self.diffs) < MIN_SEEDS:
+            return f"not shown (only {len(self.diffs)} seed{'s' * (len(self.diffs) != 1)})"
+        if min(self.diffs) > 0:
+            return "holds"
+        if max(self.diffs) < 0:
+            return "reversed"
+        return NOT_SHOWN
+
+    @property
+    def mean(self):
+        return statistics.fmean(self.diffs)
+
+    def __str__(self):
+        lo, hi = min(self.diffs), max(self.diffs)
+        return (f"{self.claim}: {self.word} | A-B {self.mean:+.1f}{self.unit} "
+                f"(seeds {lo:+.1f} .. {hi:+.1f}, n={len(self.diffs)})")
+
+
+def verdict(claim, a, b, unit=""):
+    """Verdict for "A beats B" from per-seed scores `a` and `b` (same seeds, same order; higher is
+    better — pass negated losses). Prints it and returns it."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"need paired per-seed scores of equal, non-zero length; got {len(a)} "
+                         f"and {len(b)}")
+    v = Verdict(claim, [x - y for x, y in zip(a, b)], unit)
+    print(v)
+    return v
+
+
+def spread(values, fmt="{:.1f}"):
+    """"mean (min-max)" of per-seed values, one format for a whole table."""
+    if not values:
+        return "n/a"
+    return f"{fmt.format(statistics.fmean(values))} ({fmt.format(min(values))}-" \
+           f"{fmt.format(max(values))})"
+
+
+# ---- learning rates: one policy for every lesson ---------------------------------------------
+# Each method's rate is chosen on the *validation* split (never test) by lessons/choose_lrs.py:
+# a sweep over the grid below, seed 0, a fixed budget, lowest validation loss wins. The choices
+# are committed in lessons/results/learning_rates.json (written, with its date and settings, by
+# that script); lessons read them with `chosen_lr`. Rerun the script after changing a base model.
+LR_GRID = {
+    "prompt": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1),   # Lester et al. used 0.3 (Adafactor, 30k steps)
+    "prefix": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),        # direct P (deep prompt, P-tuning v2)
+    "prefix_mlp": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),    # P = MLP(P'), Li & Liang §4.3
+    "lora": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+    "adapter": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+    "full": (1e-4, 3e-4, 1e-3, 3e-3),
+}
+RESULTS = HERE / "results"
+
+
+def chosen_lr(task, method):
+    """The learning rate lessons/choose_lrs.py chose for `method` on `task` (validation loss)."""
+    path = RESULTS / "learning_rates.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `python lessons/choose_lrs.py`")
+    choices = json.loads(path.read_text())["choices"]
+    if task not in choices or method not in choices[task]:
+        raise KeyError(f"no learning rate chosen for {method!r} on {task!r} in {path}; add them "
+                       f"to lessons/choose_lrs.py and rerun it")
+    return choices[task][method]
 
 
 def seed_everything(seed):
@@ -197,19 +295,49 @@ def full_finetune(base, tok, examples, steps, lr, batch_size=16, seed=0, instruc
 
 
 # ---- printing --------------------------------------------------------------------------------
-def table(rows, title=None, floatfmt="{:.1f}"):
-    """Print a list of dicts as an aligned text table (first row's keys are the columns)."""
+WIDTH = 100  # no printed line is longer
+
+
+def cell(value, floatfmt="{:.1f}"):
+    """One table cell: floats in the table's one format, "n/a" for None or nan."""
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    return floatfmt.format(value) if isinstance(value, float) else str(value)
+
+
+def table(rows, title=None, floatfmt="{:.1f}", notes=None):
+    """Print a list of dicts as an aligned text table (first row's keys are the columns).
+
+    A table wider than 100 characters is split into several, each repeating the first column.
+    `notes` ({column: meaning}) are printed under the table, one line each."""
     columns = list(rows[0])
-    cells = [[floatfmt.format(v) if isinstance(v, float) else str(v) for v in
-              (r.get(c, "") for c in columns)] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    cells = {c: [cell(r.get(c), floatfmt) for r in rows] for c in columns}
+    widths = {c: max(len(c), *(len(v) for v in cells[c])) for c in columns}
     if title:
         print(f"\n{title}")
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    parts, part = [], [columns[0]]
+    for c in columns[1:]:
+        if sum(widths[x] + 2 for x in part) + widths[c] > WIDTH:
+            parts.append(part)
+            part = [columns[0]]
+        part.append(c)
+    for i, part in enumerate(parts + [part]):
+        if i:
+            print()
+        print("  ".join(c.ljust(widths[c]) for c in part).rstrip())
+        print("  ".join("-" * widths[c] for c in part))
+        for j in range(len(rows)):
+            print("  ".join(cells[c][j].ljust(widths[c]) for c in part).rstrip())
+    for column, meaning in (notes or {}).items():
+        print(f"  {column}: {meaning}")
     return rows
+
+
+def takeaway(*lines):
+    """Print the lesson's takeaway: the conclusions, each computed from this run's numbers."""
+    print("\nTakeaway")
+    for line in lines:
+        print(f"- {line}")
 
 
 def sparkline(values, width=40):
@@ -221,8 +349,9 @@ def sparkline(values, width=40):
     return "".join(bars[int((v - lo) / (hi - lo + 1e-12) * (len(bars) - 1))] for v in vals)
 
 
-def plot_curves(curves, name, xlabel="step", ylabel="loss"):
-    """Save a PNG under lessons/out/ when matplotlib is installed; print sparklines either way."""
+def plot_curves(curves, name, xlabel="step", ylabel="loss", title=None):
+    """Save a PNG under lessons/out/ when matplotlib is installed; print sparklines either way.
+    `title` should name the task and variant."""
     for label, values in curves.items():
         print(f"{label:>24s} {sparkline(values)} {values[0]:.3f} -> {values[-1]:.3f}")
     try:
@@ -237,6 +366,7 @@ def plot_curves(curves, name, xlabel="step", ylabel="loss"):
         ax.plot(values, label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    ax.set_title(title or name)
     ax.legend()
     path = OUT / f"{name}.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
@@ -268,3 +398,45 @@ class Stopwatch:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
+
+
+# ---- the course's standard configuration of each method ----------------------------------------
+def build_method(name, base, n_virtual=10, mid=128, lora_r=4, lora_alpha=32, bottleneck=16):
+    """A fresh tuning module of the course's standard size (None for "full" fine-tuning).
+
+    LoRA here adapts the fused attention input projection `c_attn`, i.e. Q, K and V together;
+    Hu et al. (2021) adapt Wq and Wv only (their GPT-2 recipe: r=4, alpha=32)."""
+    from minitx.tuning import LoRA, Adapter, Prefix, SoftPrompt
+    makers = {"prompt": lambda: SoftPrompt(base, n_virtual, init="vocab"),
+              "prefix": lambda: Prefix(base, n_virtual),
+              "prefix_mlp": lambda: Prefix(base, n_virtual, mid=mid),
+              "lora": lambda: LoRA(base, r=lora_r, alpha=lora_alpha),
+              "adapter": lambda: Adapter(base, bottleneck=bottleneck),
+              "full": lambda: None}
+    if name not in makers:
+        raise ValueError(f"method must be one of {list(makers)}; got {name!r}")
+    return makers[name]()
+
+
+def train_method(name, base, tok, examples, steps, lr, seed=0, batch_size=16, **sizes):
+    """Train method `name` (see build_method; "full" = every weight) on `examples`; return the
+    model to evaluate (a Tuned, or the fine-tuned copy) and train()'s result."""
+    seed_everything(seed)
+    if name == "full":
+        return full_finetune(base, tok, examples, steps, lr, batch_size, seed)
+    return tune(base, tok, build_method(name, base, **sizes), examples, steps, lr, batch_size,
+                seed)
+
+
+@torch.no_grad()
+def validation_loss(model, tok, examples, batch_size=64):
+    """Mean next-token loss on the targets of `examples` (the lr sweep's criterion)."""
+    total, n = 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i:i + batch_size]
+        idx, targets, mask = encode_for_training(tok, [prompt_text(e) for e in chunk],
+                                                 [e.target for e in chunk])
+        loss = model(idx, targets=targets, attention_mask=mask)[1]
+        tokens = int((targets != -1).sum())
+        total, n = total + loss.item() * tokens, n + tokens
+    return total / n

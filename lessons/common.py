@@ -119,7 +119,7 @@ LR_GRID = {
     "prefix_mlp": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),    # P = MLP(P'), Li & Liang §4.3
     "lora": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
     "adapter": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
-    "full": (1e-4, 3e-4, 1e-3, 3e-3),
+    "full": (3e-5, 1e-4, 3e-4, 1e-3, 3e-3),
 }
 RESULTS = HERE / "results"
 

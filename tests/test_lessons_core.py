@@ -106,14 +106,69 @@ def test_lesson_01_exercise_3_unfrozen_base_outside_the_optimizer(lesson01):
     assert not torch.equal(prompt, ns["tiny_prompt"])  # the prompt did move
 
 
+# ---- lesson 02: attention by hand ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lesson02():
+    return run_lesson("02_attention_by_hand.py")
+
+
 @pytest.mark.slow
-def test_lesson_02_attention_by_hand():
-    r = run_fast(load_lesson("02_attention_by_hand.py"))
-    assert r["by_hand_max_diff"] <= 1e-12
-    assert r["masked_weight_max"] == 0.0  # exactly zero, not small
-    assert r["row_sum_err"] <= 1e-12
-    assert r["fast_vs_written_max_diff"] <= 1e-12
-    assert r["png"] is None or Path(r["png"]).is_file()
+def test_lesson_02_attention_by_hand(lesson02):
+    ns = lesson02
+    assert ns["hand_diff"] <= 1e-12
+    assert ns["masked_weight_max"] == 0.0  # exactly zero, not small
+    assert ns["row_sum_err"] <= 1e-12
+    assert ns["empty_rows"] == 2 and ns["empty_rows_zero"]  # the two left-pad queries
+    assert ns["fast_vs_written"] <= 1e-12 and ns["S"]["checks"] == 20
+    assert ns["png"] is None or Path(ns["png"]).is_file()
+    # Recompute one printed matrix independently: the left-padding weights, softmax over the
+    # visible keys only.
+    q, k, v = ns["q"][0, 0], ns["k"][0, 0], ns["v"][0, 0]
+    expected = torch.zeros(5, 5, dtype=torch.float64)
+    for i in range(2, 5):
+        keys = list(range(2, i + 1))
+        expected[i, keys] = (q[i] @ k[keys].T / 2).softmax(-1)  # sqrt(d) = 2
+    assert torch.allclose(ns["masked_weights"]["left padding + causal"], expected, atol=1e-14)
+    assert "0.00  0.00  1.00  0.00  0.00    1.00      @@" in ns["OUTPUT"]  # q2 sees k2 only
+
+
+def test_lesson_02_exercise_1_scaling_keeps_softmax_spread(lesson02):
+    """Exercise 1: at d = 64 the unscaled softmax is near one-hot on every seed; scaled is not."""
+    for seed in range(5):
+        torch.manual_seed(seed)
+        q, k = (torch.randn(5, 64, dtype=torch.float64) for _ in range(2))
+        unscaled = (q @ k.T).softmax(-1).max(-1).values.mean()
+        scaled = (q @ k.T / 8).softmax(-1).max(-1).values.mean()
+        assert unscaled > 0.85 and scaled < unscaled - 0.2
+
+
+def test_lesson_02_exercise_2_upper_left_mask_with_keys_in_front(lesson02):
+    """Exercise 2: with P keys in front, is_causal=True's mask hides exactly P keys from every
+    query — the last P it should see, its own among them; with P = 0 the masks agree."""
+    import torch.nn.functional as F
+    causal_mask, attention = lesson02["causal_mask"], lesson02["attention"]
+    for T, P in ((3, 2), (4, 1), (2, 5)):
+        S = P + T
+        upper_left, right = torch.ones(T, S, dtype=torch.bool).tril(), causal_mask(T, S)
+        missed = right & ~upper_left
+        assert not (upper_left & ~right).any()  # it never shows a key it should hide
+        for i in range(T):
+            assert missed[i].nonzero().flatten().tolist() == list(range(i + 1, i + P + 1))
+        q, k, v = (torch.randn(1, 1, n, 4, dtype=torch.float64) for n in (T, S, S))
+        sdpa = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        assert torch.allclose(sdpa, attention(q, k, v, upper_left)[0], atol=1e-12)
+    assert torch.equal(causal_mask(4, 4), torch.ones(4, 4, dtype=torch.bool).tril())
+
+
+def test_lesson_02_exercise_3_minus_inf_gives_nan(lesson02):
+    """Exercise 3: a fully masked row is nan with -inf, zeros (and finite gradients) in minitx."""
+    assert torch.full((5,), float("-inf")).softmax(0).isnan().all()
+    q, k, v = (lesson02[n].clone().requires_grad_(True) for n in "qkv")
+    mask = lesson02["MASKS"]["left padding + causal"]
+    out, weights = lesson02["attention"](q, k, v, mask)
+    assert (weights[0, 0, :2] == 0).all() and (out[0, 0, :2] == 0).all()
+    out.sum().backward()
+    assert all(t.grad.isfinite().all() for t in (q, k, v))
 
 
 @pytest.mark.slow

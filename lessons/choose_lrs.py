@@ -6,8 +6,9 @@ with the lowest loss on the *validation* split (common.validation_loss). Test da
 read. Writes lessons/results/learning_rates.json (the choices, the whole sweep, the settings and
 the date); the lessons read it with common.chosen_lr.
 
-Run:  python lessons/choose_lrs.py [--fast]     (about 10 minutes on one core; --fast: seconds,
-                                                  writes nothing, for the tests)
+Run:  python lessons/choose_lrs.py [--fast] [TASK ...]
+      (about 10 minutes a task on one busy core; --fast: seconds, writes nothing, for the tests).
+      Each finished task is merged into the JSON at once, so tasks can run in separate processes.
 """
 import datetime
 import json
@@ -22,8 +23,9 @@ BUDGET = {"default": dict(steps=100, n_train=128, n_val=64, batch_size=16),
           "fast": dict(steps=2, n_train=16, n_val=8, batch_size=8)}
 
 
-def sweep(tasks, methods, budget, log=print):
-    """{task: {method: {lr: validation loss}}} and {task: {method: best lr}}."""
+def sweep(tasks, methods, budget, log=print, done=lambda task, losses, choices: None):
+    """{task: {method: {lr: validation loss}}} and {task: {method: best lr}}; `done` is called
+    after each task."""
     base, tok = load_base("small")
     losses, choices = {}, {}
     for task in tasks:
@@ -40,24 +42,36 @@ def sweep(tasks, methods, budget, log=print):
             choices[task][method] = min(runs, key=runs.get)
             log(f"{task:>12} {method:>10}: " + " ".join(f"{lr:g}:{v:.3f}" for lr, v in
                                                        runs.items()) + f" -> {choices[task][method]:g}")
+        done(task, losses[task], choices[task])
     return losses, choices
+
+
+def merge_into_json(task, losses, choices, budget):
+    """Write one task's choices and sweep into lessons/results/learning_rates.json (kept tasks)."""
+    path = RESULTS / "learning_rates.json"
+    RESULTS.mkdir(exist_ok=True)
+    data = json.loads(path.read_text()) if path.exists() else {"choices": {}, "validation_loss": {}}
+    data.update({"written_by": "lessons/choose_lrs.py", "date": datetime.date.today().isoformat(),
+                 "base": "lessons/checkpoints/base_small.pt", "seed": 0, "budget": budget,
+                 "criterion": "mean next-token loss on the validation split",
+                 "grid": {m: list(g) for m, g in LR_GRID.items()}})
+    data["choices"][task] = choices
+    data["validation_loss"][task] = {m: {f"{lr:g}": v for lr, v in r.items()}
+                                     for m, r in losses.items()}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"written: {task} -> {path}")
 
 
 if __name__ == "__main__":
     setup(0)
     mode = "fast" if lesson_mode() == "fast" else "default"
-    tasks = TASKS[:1] if mode == "fast" else TASKS
-    losses, choices = sweep(tasks, list(LR_GRID), BUDGET[mode])
+    asked = [a for a in sys.argv[1:] if not a.startswith("--")]
+    unknown = sorted(set(asked) - set(TASKS))
+    if unknown:
+        sys.exit(f"unknown task(s) {unknown}; choose from {list(TASKS)}")
+    tasks = TASKS[:1] if mode == "fast" else asked or TASKS
+    save = (lambda t, l, c: None) if mode == "fast" else \
+        (lambda t, l, c: merge_into_json(t, l, c, BUDGET[mode]))
+    losses, choices = sweep(tasks, list(LR_GRID), BUDGET[mode], done=save)
     table([{"task": t, **{m: f"{lr:g}" for m, lr in c.items()}} for t, c in choices.items()],
           "Chosen learning rates (lowest validation loss)")
-    if mode != "fast":
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "learning_rates.json").write_text(json.dumps({
-            "written_by": "lessons/choose_lrs.py", "date": datetime.date.today().isoformat(),
-            "base": "lessons/checkpoints/base_small.pt", "seed": 0, "budget": BUDGET[mode],
-            "criterion": "mean next-token loss on the validation split",
-            "grid": {m: list(g) for m, g in LR_GRID.items()}, "choices": choices,
-            "validation_loss": {t: {m: {f"{lr:g}": v for lr, v in r.items()}
-                                    for m, r in ms.items()} for t, ms in losses.items()}},
-            indent=1) + "\n")
-        print(f"written: {RESULTS / 'learning_rates.json'}")

@@ -1,8 +1,10 @@
 """Lessons 01-03 run in fast mode and measure what they claim to measure; every lesson keeps to
 the public API; the READMEs' lesson tables match the files; plots become PNGs with matplotlib.
 
-Each lesson's `main(fast=True)` returns the numbers it printed; these tests check them, so a
-lesson cannot silently stop showing its point.
+`run_lesson` executes a lesson's notebook cells in fast mode and returns its namespace (once per
+lesson: module-scoped fixtures); the tests read the numbers it printed from there, recompute one
+of them independently, and run the reference solution of each exercise that has a checkable
+answer, so a lesson cannot silently stop showing its point.
 Run alone: `python -m pytest tests/test_lessons_core.py -q`.
 """
 import re
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lesson_loader import LESSONS, load_lesson, run_fast, run_lesson
+from lesson_loader import LESSONS, run_lesson
 from minitx.tuning import SoftPrompt, Tuned
 import common  # lessons/ is on sys.path once lesson_loader is imported
 
@@ -171,16 +173,96 @@ def test_lesson_02_exercise_3_minus_inf_gives_nan(lesson02):
     assert all(t.grad.isfinite().all() for t in (q, k, v))
 
 
+# ---- lesson 03: prefix attention -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lesson03():
+    return run_lesson("03_prefix_attention.py")
+
+
 @pytest.mark.slow
-def test_lesson_03_prefix_attention():
-    r = run_fast(load_lesson("03_prefix_attention.py"))
-    assert r["out_shape"] == (1, 1, 3, 4) and r["weight_shape"] == (1, 1, 3, 5)
-    assert r["prefix_vs_full_max_diff"] <= 1e-10
-    assert r["decode_max_diff"] <= 1e-10
-    assert r["is_causal_is_upper_left_diff"] <= 1e-12
-    assert r["lower_right_max_diff"] <= 1e-10 and r["positions_from_p_max_diff"] <= 1e-10
-    assert r["upper_left_max_diff"] > 1e-2  # the wrong mask gives a measurably wrong answer
-    assert r["positions_from_0_max_diff"] > 1e-2  # and so do positions restarting at 0
+def test_lesson_03_prefix_is_a_cache(lesson03):
+    ns = lesson03
+    assert tuple(ns["out"].shape) == (1, 1, 3, 4) and tuple(ns["weights"].shape) == (1, 1, 3, 5)
+    seeds = common.SEEDS["fast"]
+    assert sorted(ns["cache_diff"]) == sorted(ns["decode_diff"]) == sorted(seeds)
+    assert max(ns["cache_diff"].values()) <= 1e-10 and max(ns["decode_diff"].values()) <= 1e-10
+    assert ns["is_causal_gap"] <= 1e-12  # PyTorch's is_causal=True is the upper-left mask
+    # Recompute the printed prefix weights independently: row t0 sees p0, p1 and t0 only.
+    q, keys = ns["q"][0, 0, 0], ns["keys"][0, 0, :3]
+    assert torch.allclose(ns["weights"][0, 0, 0, :3], (q @ keys.T / 2).softmax(-1), atol=1e-14)
+    assert (ns["weights"][0, 0, 0, 3:] == 0).all()
+
+
+@pytest.mark.slow
+def test_lesson_03_wrong_mask_and_positions_are_measurably_wrong(lesson03):
+    ns = lesson03
+    n = len(common.SEEDS["fast"])
+    for name in ("mask_errors", "position_errors"):
+        for right, wrong in ns[name].values():
+            assert right <= 1e-10 and wrong > 1e-2  # on every seed, by orders of magnitude
+    for v in (ns["mask_verdict"], ns["position_verdict"]):
+        assert_verdict(v, n)
+        assert min(v.diffs) > 0  # the right rule wins on every seed
+
+
+def test_lesson_03_exercise_1_empty_prefix(lesson03):
+    """Exercise 1: with P = 0 the masks coincide and the logits equal the model's without a
+    prefix."""
+    ns = lesson03
+    causal_mask, T = ns["causal_mask"], ns["T"]
+    assert torch.equal(causal_mask(T, T), torch.ones(T, T, dtype=torch.bool).tril())
+    for seed, model in ns["models"].items():
+        empty = [(k[:, :, :0], v[:, :, :0]) for k, v in ns["prefixes"][seed]]
+        idx = ns["token_rows"][seed][:, ns["P"]:]
+        with torch.no_grad():
+            plain = model(idx)[0]
+            assert torch.allclose(model(idx, past=empty)[0], plain, rtol=0, atol=1e-12)
+            by_hand = ns["run_by_hand"](model, idx, empty, causal_mask(T, T), 0)
+            assert torch.allclose(by_hand, plain, rtol=0, atol=1e-12)
+
+
+def test_lesson_03_exercise_2_one_prefix_many_inputs(lesson03):
+    """Exercise 2: a batch-1 prefix broadcast over three inputs = each input alone with it."""
+    ns = lesson03
+    model, prefix = ns["models"][0], ns["prefixes"][0]
+    batch = torch.randint(0, 32, (3, ns["T"]), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        together = model(batch, past=prefix)[0]
+        for row in range(3):
+            alone = model(batch[row:row + 1], past=prefix)[0]
+            assert torch.allclose(together[row:row + 1], alone, rtol=0, atol=1e-12)
+
+
+def test_lesson_03_exercise_3_random_prefix_decodes_consistently(lesson03):
+    """Exercise 3: a prefix of random keys/values decodes step by step as one call with it."""
+    ns = lesson03
+    model, idx = ns["models"][1], ns["token_rows"][1][:, ns["P"]:]
+    torch.manual_seed(3)
+    prefix = [(torch.randn_like(k), torch.randn_like(v)) for k, v in ns["prefixes"][1]]
+    with torch.no_grad():
+        whole = model(idx, past=prefix)[0]
+        past, steps = prefix, []
+        for t in range(idx.size(1)):
+            logits, _, past = model(idx[:, t:t + 1], past=past)
+            steps.append(logits)
+        real = model(ns["token_rows"][1])[0][:, ns["P"]:]
+    assert torch.allclose(torch.cat(steps, dim=1), whole, rtol=0, atol=1e-10)
+    assert (whole - real).abs().max() > 1e-2  # and it is no longer the real tokens' prefix
+
+
+def test_lesson_03_exercise_4_prefix_with_left_padding(lesson03):
+    """Exercise 4: left pads hidden by attention_mask (B, P + T) leave the real tokens' logits
+    equal to the unpadded run's."""
+    ns = lesson03
+    P, T = ns["P"], ns["T"]
+    for seed, model in ns["models"].items():
+        idx = ns["token_rows"][seed][:, P:]
+        padded = torch.cat([torch.zeros(1, 2, dtype=torch.long), idx], dim=1)
+        mask = torch.ones(1, P + 2 + T, dtype=torch.bool)
+        mask[:, P:P + 2] = False  # the two pads, after the prefix
+        with torch.no_grad():
+            logits = model(padded, past=ns["prefixes"][seed], attention_mask=mask)[0][:, 2:]
+        assert torch.allclose(logits, ns["references"][seed], rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("filename", sorted(p.name for p in LESSONS.glob("[0-9][0-9]_*.py")))

@@ -5,6 +5,7 @@ minitx's; only the layout differs: GPT-2's `Conv1D` stores a weight as (in, out)
 nn.Linear as (out, in) for x @ Wᵀ + b, so four matrices per block are transposed.
 """
 import json
+import numbers
 import os
 import re
 
@@ -56,8 +57,14 @@ def read_config(path):
                          "1e-5; loading would give a different model")
     if c.get("scale_attn_by_inverse_layer_idx") or not c.get("scale_attn_weights", True):
         raise ValueError("only GPT-2's standard attention scaling 1/sqrt(head_size) is supported")
-    return Config(c["vocab_size"], c.get("n_positions", c.get("n_ctx")), c["n_layer"], c["n_head"],
-                  c["n_embd"], dropout=0.0, bias=True)
+    c.setdefault("n_positions", c.get("n_ctx"))
+    missing = [k for k in ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd")
+               if c.get(k) is None]
+    if missing:
+        raise ValueError(f"{os.path.join(path, 'config.json')} lacks {missing} (n_positions may be "
+                         f"n_ctx): it is not a GPT-2 config; copy the model's own config.json")
+    return Config(c["vocab_size"], c["n_positions"], c["n_layer"], c["n_head"], c["n_embd"],
+                  dropout=0.0, bias=True)
 
 
 def shards(path, name):
@@ -78,7 +85,14 @@ def read_weights(path):
         require(path, ["model.safetensors", "pytorch_model.bin"], "weights")  # raises
     files, load = ((st, load_safetensors) if st and load_safetensors else
                    (pt, lambda file: torch.load(file, map_location="cpu", weights_only=True)))
-    return {k: v for file in files for k, v in load(file).items()}
+    state = {}
+    for file in files:
+        try:
+            state.update(load(file))
+        except Exception as e:  # a torn download or copy fails to parse
+            raise ValueError(f"{file} is truncated or corrupted ({type(e).__name__}: {e}); copy "
+                             f"or download it again") from e
+    return state
 
 
 def hf_to_minitx(hf_state):
@@ -182,8 +196,13 @@ class GPT2Tokenizer:
         return ids
 
     def decode(self, ids):
-        """list of token ids -> str (bytes that are not valid UTF-8 become U+FFFD)."""
-        data = bytes(self.byte_decoder[c] for i in ids for c in self.decoder[int(i)])
+        """list (or 1-D tensor) of token ids -> str (bytes not valid UTF-8 become U+FFFD)."""
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        unknown = [i for i in ids if not isinstance(i, numbers.Integral) or i not in self.decoder]
+        if unknown:
+            raise ValueError(f"ids must be token ids in [0, {len(self.decoder)}), a flat list or 1-D "
+                             f"tensor; got {unknown[:5]}, which this vocabulary has no token for")
+        data = bytes(self.byte_decoder[c] for i in ids for c in self.decoder[i])
         try:
             return data.decode("utf-8", "surrogatepass")
         except UnicodeDecodeError:

@@ -16,9 +16,6 @@ evaluates and writes checkpoints.
 import contextlib
 import math
 import os
-import statistics
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,11 +25,16 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from .tuning import atomic_write, check, digest, remove_files
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+SCHEDULES = ("cosine", "linear", "constant")
+SCHEDULE_FIELDS = ("steps", "lr", "warmup_steps", "schedule", "min_lr", "accum")  # kept on resume
 
 
 @dataclass
 class TrainConfig:
+    """Training settings, checked when made: a bad one raises a ValueError/TypeError naming it."""
     steps: int = 200
     lr: float = 3e-4
     weight_decay: float = 0.1      # AdamW, on parameters with >= 2 dims only
@@ -49,6 +51,20 @@ class TrainConfig:
     checkpoint: str | None = None  # path of the checkpoint file (replaced atomically)
     checkpoint_every: int = 0      # steps between checkpoints; 0: at the end only
 
+    def __post_init__(self):
+        for name, low in (("steps", 1), ("accum", 1), ("seed", 0), ("eval_every", 0),
+                          ("log_every", 0), ("checkpoint_every", 0)):
+            check(f"TrainConfig.{name}", getattr(self, name), low)
+        check("TrainConfig.warmup_steps", self.warmup_steps, 0, self.steps)
+        check("TrainConfig.lr", self.lr, 0, real=True, above=True)
+        check("TrainConfig.min_lr (a fraction of lr)", self.min_lr, 0, 1, real=True)
+        for name in ("weight_decay", "grad_clip"):
+            check(f"TrainConfig.{name}", getattr(self, name), 0, real=True)
+        for name, allowed in (("schedule", SCHEDULES), ("precision", tuple(DTYPES))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"TrainConfig.{name} must be one of {allowed}; got "
+                                 f"{getattr(self, name)!r}")
+
 
 class NonFiniteLoss(RuntimeError):
     """Loss, gradient norm or weights went nan/inf; the last good checkpoint was left untouched."""
@@ -61,31 +77,22 @@ def lr_at(step, config):
         return c.lr * ((step + 1) / c.warmup_steps)
     p = min(1.0, (step - c.warmup_steps) / max(1, c.steps - 1 - c.warmup_steps))  # 0 -> 1
     decayed = {"cosine": 0.5 * (1.0 - math.cos(math.pi * p)), "linear": p, "constant": 0.0}
-    if c.schedule not in decayed:
-        raise ValueError(f"schedule must be one of {list(decayed)}; got {c.schedule!r}")
     return c.lr - c.lr * (1.0 - c.min_lr) * decayed[c.schedule]
 
 
 def save_checkpoint(path, state):
-    """torch.save `state` atomically (temp file in the same directory, fsync, os.replace): a crash
-    at any moment leaves the old file or the new one, never a torn one."""
-    directory = os.path.dirname(os.path.abspath(path))
+    """torch.save `state` atomically (tuning.atomic_write: a crash leaves the old file or the new
+    one), after removing temp files `<name>.*.tmp` that killed saves to `path` left."""
+    directory, name = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    remove_files(directory, lambda file: file.startswith(name + ".") and file.endswith(".tmp"))
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path, map_location="cpu"):
     """torch.load with weights_only=True: tensors and plain containers, no code is run."""
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint {path!r} is a directory; give the checkpoint file's path")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
@@ -109,12 +116,16 @@ def train(model, get_batch, config, eval_fn=None, log=partial(print, flush=True)
     """Train `model`'s requires_grad parameters (see the module docstring); eval_fn(model) returns
     a dict of numbers. resume=True continues from config.checkpoint if that file exists, else
     starts at step 0. Returns {"losses": every step's loss from step 0, "evals": [{"step": n,
-    **metrics}], "steps_per_s", "tokens_per_s"} (rates: this call only)."""
+    **metrics}], "steps_per_s", "tokens_per_s", "eval_seconds"}: the rates are this call's, over
+    its training time, which excludes the eval_seconds spent in eval_fn."""
     c = config
-    if c.precision not in DTYPES or c.accum < 1 or (resume and not c.checkpoint):
-        raise ValueError(f"need precision in {list(DTYPES)} (got {c.precision!r}), accum >= 1 "
-                         f"(got {c.accum}), and config.checkpoint to resume from if resume=True")
-    lr_at(0, c)  # validates the schedule name
+    if not isinstance(c, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig; got {type(c).__name__}")
+    if resume and not c.checkpoint:
+        raise ValueError("resume=True needs config.checkpoint: the file to resume from")
+    if c.checkpoint and os.path.isdir(c.checkpoint):
+        raise ValueError(f"config.checkpoint {c.checkpoint!r} is a directory; give a file path, "
+                         f"e.g. {os.path.join(c.checkpoint, 'checkpoint.pt')!r}")
     created = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
     if created:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -144,12 +155,11 @@ def _train(model, get_batch, c, eval_fn, log, resume):
     opt = torch.optim.AdamW([g for g in groups if g["params"]], c.lr, c.betas, fused=True)
     scaler = torch.amp.GradScaler(device.type, enabled=c.precision == "fp16")
     torch.manual_seed(c.seed + rank)
+    run = run_of(c, raw) if c.checkpoint else None  # what a checkpoint must share to resume
     losses, evals, start, saved = [], [], 0, None
     if resume and os.path.exists(c.checkpoint):  # the state saved below, see there
         ck = load_checkpoint(c.checkpoint)
-        if {n for n, p in raw.named_parameters() if p.requires_grad} != ck["model"].keys():
-            raise ValueError(f"{c.checkpoint} holds trainable parameters {sorted(ck['model'])[:3]}"
-                             "... unlike the model's: is it the same model, frozen the same way?")
+        check_resumable(ck, c, run, raw)
         raw.load_state_dict(ck["model"], strict=False)  # frozen parameters are not in it
         opt.load_state_dict(ck["optimizer"])
         scaler.load_state_dict(ck["scaler"])
@@ -161,53 +171,37 @@ def _train(model, get_batch, c, eval_fn, log, resume):
         losses, evals = list(ck["losses"]), list(ck["evals"])
         log(f"resumed from {c.checkpoint} at step {start}")
     model.train()
-    t0, tokens = time.perf_counter(), 0
+    t0, tokens, eval_seconds = time.perf_counter(), 0, 0.0
     for step in range(start, c.steps):
         lr, done = lr_at(step, c), step + 1
         for group in opt.param_groups:
             group["lr"] = lr
-        total = torch.zeros((), device=device)
-        for micro in range(c.accum):
-            batch = get_batch(step) if c.accum == 1 else get_batch(step, micro)
-            tokens += count_tokens(batch)
-            batch = {k: v.to(device) if torch.is_tensor(v) else v
-                     for k, v in (shard(batch, rank, world) if world > 1 else batch).items()}
-            sync = world == 1 or micro == c.accum - 1  # all-reduce on the last micro-batch only
-            with contextlib.nullcontext() if sync else model.no_sync():
-                with torch.autocast(device.type, DTYPES[c.precision], c.precision != "fp32"):
-                    loss = model(**batch)[1]
-                if loss is None:
-                    raise ValueError("model(**batch) returned no loss: the batch needs 'targets'")
-                scaler.scale(loss / c.accum).backward()
-            total += loss.detach().float() / c.accum
-        if world > 1:
-            dist.all_reduce(total)  # sum of the ranks' losses (gloo has no AVG)
-        loss_value = total.item() / world
+        loss_value, n_tokens = forward_backward(model, get_batch, step, c, scaler, rank, world)
+        tokens += n_tokens
         scaler.unscale_(opt)
         norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip or math.inf).item()
+        if not math.isfinite(loss_value) or not (scaler.is_enabled() or math.isfinite(norm)):
+            raise non_finite(f"loss {loss_value}, gradient norm {norm}", get_batch, step, c, saved)
         scaler.step(opt)  # a plain opt.step() unless fp16 (which skips steps with inf gradients)
         scaler.update()
         opt.zero_grad(set_to_none=True)
+        losses.append(loss_value)
         due = lambda every: done == c.steps or every and done % every == 0  # noqa: E731
         save = c.checkpoint and due(c.checkpoint_every)
-        finite = math.isfinite(loss_value) and (scaler.is_enabled() or math.isfinite(norm))
-        if not finite or save and not all(p.isfinite().all() for p in params):  # never save nan
-            kept = f"{c.checkpoint!r} (step {saved})" if saved is not None else "none written yet"
-            raise NonFiniteLoss(f"non-finite loss ({loss_value}), gradient norm ({norm}) or "
-                                f"weights at step {done}/{c.steps} (get_batch({step})); the last "
-                                f"good checkpoint was kept untouched: {kept}. Lower lr ({c.lr:g}), "
-                                f"enable/tighten grad_clip ({c.grad_clip}) or try fp32.")
-        losses.append(loss_value)
-        elapsed = time.perf_counter() - t0
+        if save and not all(p.isfinite().all() for p in params):  # never save nan
+            raise non_finite("non-finite weights", get_batch, step, c, saved)
         if due(c.log_every):
+            elapsed = time.perf_counter() - t0 - eval_seconds  # training time only
             eta = timedelta(seconds=round((c.steps - done) * elapsed / (done - start)))
             log(f"step {done}/{c.steps} | loss {loss_value:.3f} | lr {lr:.1e} | "
                 f"{tokens / elapsed / 1e3:.1f}k tok/s | ETA {eta}")
         if eval_fn is not None and rank == 0 and due(c.eval_every):
+            t = time.perf_counter()
             raw.eval()
             with torch.no_grad():
                 metrics = {k: getattr(v, "item", lambda: v)() for k, v in eval_fn(raw).items()}
             raw.train()
+            eval_seconds += time.perf_counter() - t
             evals.append({"step": done, **metrics})
             log(f"eval step {done} | " + " | ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
         if save:
@@ -215,12 +209,71 @@ def _train(model, get_batch, c, eval_fn, log, resume):
                 save_checkpoint(c.checkpoint, {
                     "step": done, "losses": losses, "evals": evals, "rng": torch.get_rng_state(),
                     "model": {n: p.detach() for n, p in raw.named_parameters() if p.requires_grad},
-                    "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+                    "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "run": run,
                     "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else []})
             saved = done
-    elapsed = max(time.perf_counter() - t0, 1e-9)
+    elapsed = max(time.perf_counter() - t0 - eval_seconds, 1e-9)
     return {"losses": losses, "evals": evals, "steps_per_s": (c.steps - start) / elapsed,
-            "tokens_per_s": tokens / elapsed}
+            "tokens_per_s": tokens / elapsed, "eval_seconds": eval_seconds}
+
+
+def forward_backward(model, get_batch, step, c, scaler, rank, world):
+    """Run the step's micro-batches forward and backward, summing their gradients; return (the
+    step's mean loss over all ranks, tokens in the global batch)."""
+    device = next(p for p in model.parameters() if p.requires_grad).device
+    total, tokens = torch.zeros((), device=device), 0
+    for micro in range(c.accum):
+        batch = get_batch(step) if c.accum == 1 else get_batch(step, micro)
+        if not isinstance(batch, dict):
+            raise TypeError(f"get_batch({step}) must return a dict of model(**batch) keywords, "
+                            f"e.g. {{'idx': ..., 'targets': ...}}; got {type(batch).__name__}")
+        tokens += count_tokens(batch)
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in (
+            shard(batch, rank, world) if world > 1 else batch).items()}
+        sync = world == 1 or micro == c.accum - 1  # all-reduce on the last micro-batch only
+        with contextlib.nullcontext() if sync else model.no_sync():
+            with torch.autocast(device.type, DTYPES[c.precision], c.precision != "fp32"):
+                loss = model(**batch)[1]
+            if loss is None:
+                raise ValueError("model(**batch) returned no loss: the batch needs 'targets'")
+            scaler.scale(loss / c.accum).backward()
+        total += loss.detach().float() / c.accum
+    if world > 1:
+        dist.all_reduce(total)  # sum of the ranks' losses (gloo has no AVG)
+    return total.item() / world, tokens
+
+
+def non_finite(what, get_batch, step, c, saved):
+    """The NonFiniteLoss raised before the update of 0-based `step`: `what`, its cause, the fix."""
+    batches = [get_batch(step) if c.accum == 1 else get_batch(step, m) for m in range(c.accum)]
+    if any(torch.is_tensor(b.get("targets")) and bool((b["targets"] == -1).all()) for b in batches):
+        fix = "a batch has no target tokens (every target is -1): give each batch at least one"
+    else:
+        fix = f"lower lr ({c.lr:g}), enable/tighten grad_clip ({c.grad_clip}) or try fp32"
+    kept = f"{c.checkpoint!r} (step {saved})" if saved is not None else "none written yet"
+    return NonFiniteLoss(f"{what} at step {step + 1}/{c.steps} (get_batch({step})); the last "
+                         f"good checkpoint was kept untouched: {kept}. Fix: {fix}.")
+
+
+def run_of(c, model):
+    """What a resumed run must keep: the schedule and the frozen weights' SHA-256."""
+    frozen = digest((n, p) for n, p in model.named_parameters() if not p.requires_grad)
+    return {**{k: getattr(c, k) for k in SCHEDULE_FIELDS}, "frozen weights": frozen[:16]}
+
+
+def check_resumable(ck, c, run, model):
+    """Refuse a checkpoint that train() did not write or that another run wrote."""
+    if not isinstance(ck, dict) or not isinstance(ck.get("run"), dict):
+        raise ValueError(f"{c.checkpoint} is not a checkpoint that train() wrote (a plain "
+                         f"state_dict?); resume from train()'s own file, or use resume=False")
+    changed = {k: (ck["run"].get(k), v) for k, v in run.items() if ck["run"].get(k) != v}
+    if changed:
+        raise ValueError(f"{c.checkpoint} belongs to another run: {changed} differ (saved, now); "
+                         f"resume with that run's schedule and frozen base, or start afresh "
+                         f"with another checkpoint path")
+    if {n for n, p in model.named_parameters() if p.requires_grad} != ck["model"].keys():
+        raise ValueError(f"{c.checkpoint} holds trainable parameters {sorted(ck['model'])[:3]}"
+                         "... unlike the model's: is it the same model, frozen the same way?")
 
 
 def count_tokens(batch):
@@ -229,31 +282,3 @@ def count_tokens(batch):
         return int(batch["attention_mask"].sum())
     x = batch.get("idx", batch.get("inputs_embeds"))
     return 0 if x is None else x.shape[0] * x.shape[1]
-
-
-def peak_memory_mb(device="cpu"):
-    """Peak memory in MiB. CUDA: the allocator's peak since reset_peak_memory. CPU: the process's
-    peak resident set size (ru_maxrss), a process-lifetime high-water mark that cannot be reset."""
-    if torch.device(device).type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource  # POSIX only
-    unit = 2**20 if sys.platform == "darwin" else 2**10  # ru_maxrss: bytes on macOS, else KiB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / unit
-
-
-def reset_peak_memory(device="cpu"):
-    if torch.device(device).type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def time_steps(fn, warmup=2, repeats=5):
-    """Median seconds of fn() over `repeats` calls after `warmup` untimed ones (CUDA: synced)."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    times = []
-    for _ in range(warmup + repeats):
-        sync()
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times[warmup:])

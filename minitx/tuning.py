@@ -12,11 +12,17 @@ how to use them, in one of three ways:
 `Tuned` holds the frozen base and any number of named task modules, and runs a batch whose rows
 may each use a different task. The caller never sees virtual positions: logits, targets and the
 attention mask all line up with the real tokens.
+
+Every constructor checks its arguments (`check`): a bad size or id is refused when the module is
+made, with a message naming the argument, not at the first forward.
 """
 import contextlib
 import copy
 import hashlib
+import io
 import json
+import math
+import numbers
 import os
 from dataclasses import asdict
 
@@ -27,6 +33,33 @@ import torch.nn.functional as F
 from .model import past_length
 
 
+def check(name, value, low, high=math.inf, real=False, above=False):
+    """Return `value` if it is an int (a real number if `real`; never a bool) >= low (> low if
+    `above`) and <= high; else a TypeError or ValueError naming the argument and what is allowed."""
+    word, sign = ("a number" if real else "an int"), (">" if above else ">=")
+    allowed = f"{word} in [{low}, {high}]" if high < math.inf else f"{word} {sign} {low}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real if real else numbers.Integral):
+        raise TypeError(f"{name} must be {allowed}; got {value!r} ({type(value).__name__})")
+    if not (math.isfinite(value) and (value > low if above else value >= low) and value <= high):
+        raise ValueError(f"{name} must be {allowed}; got {value!r}")
+    return value
+
+
+def check_indices(name, values, n):
+    """A non-empty list of ints in [0, n) (token ids, layer numbers), else an error naming `name`."""
+    if not isinstance(values, (list, tuple, range)):
+        raise TypeError(f"{name} must be a list of ints in [0, {n}); got {values!r}")
+    if not values:
+        raise ValueError(f"{name} must be a non-empty list of ints in [0, {n}); got {values!r}")
+    return [check(f"each entry of {name}", i, 0, n - 1) for i in values]
+
+
+def check_model(model):
+    if not isinstance(model, nn.Module) or not hasattr(model, "config"):
+        raise TypeError(f"model must be a minitx GPT or Seq2Seq (for a Tuned, pass tuned.base); "
+                        f"got {type(model).__name__}")
+
+
 class Method(nn.Module):
     """Base class: one task's parameters. Subclasses override the parts they use."""
 
@@ -34,7 +67,8 @@ class Method(nn.Module):
 
     def __init__(self, model, n_classes=None):
         super().__init__()
-        self.n_classes = n_classes
+        check_model(model)
+        self.n_classes = None if n_classes is None else check("n_classes", n_classes, 1)
         if n_classes:  # P-tuning v2: a linear head on the last real token instead of a verbalizer
             self.head = nn.Linear(model.config.n_embd, n_classes)
 
@@ -65,18 +99,18 @@ class SoftPrompt(Method):
 
     def __init__(self, model, n_tokens, init="random", vocab_top=5000, n_classes=None):
         super().__init__(model, n_classes)
-        self.n_tokens = n_tokens
+        self.n_tokens = check("n_tokens", n_tokens, 1)
         wte = model.transformer.wte.weight.detach()
         if isinstance(init, str) and init == "random":
             values = torch.rand(n_tokens, wte.size(1), device=wte.device) - 0.5
         elif isinstance(init, str) and init == "vocab":
-            values = wte[torch.randint(0, min(vocab_top, wte.size(0)), (n_tokens,))]
-        elif isinstance(init, (list, tuple)) and len(init) > 0:
-            ids = (list(init) * n_tokens)[:n_tokens]
-            values = wte[torch.tensor(ids, device=wte.device)]
+            values = wte[torch.randint(0, min(check("vocab_top", vocab_top, 1), wte.size(0)),
+                                       (n_tokens,))]
+        elif not isinstance(init, str):
+            ids = check_indices("init", init, wte.size(0))
+            values = wte[torch.tensor((ids * n_tokens)[:n_tokens], device=wte.device)]
         else:
-            raise ValueError(f"init must be 'random', 'vocab' or a non-empty list of token ids; "
-                             f"got {init!r}")
+            raise ValueError(f"init must be 'random', 'vocab' or a list of token ids; got {init!r}")
         self.embeddings = nn.Parameter(values.to(torch.promote_types(wte.dtype, torch.float32)))
 
     def prompt(self):
@@ -103,11 +137,14 @@ class Prefix(Method):
     def __init__(self, model, length, mid=None, layers=None, layer_norm=False, n_classes=None):
         super().__init__(model, n_classes)
         c = model.config
-        self.length, self.mid, self.layer_norm = length, mid, layer_norm
+        self.length, self.layer_norm = check("length", length, 1), layer_norm
+        self.mid = None if mid is None else check("mid", mid, 1)
         self.n_head, self.n_layer = c.n_head, c.n_layer
-        self.layers = sorted(range(c.n_layer) if layers is None else layers)
-        if not self.layers or not set(self.layers) <= set(range(c.n_layer)):
-            raise ValueError(f"layers must be a non-empty subset of 0..{c.n_layer - 1}; got {layers}")
+        self.layers = sorted(check_indices("layers", range(c.n_layer) if layers is None else layers,
+                                           c.n_layer))
+        if len(set(self.layers)) < len(self.layers):
+            raise ValueError(f"layers must not repeat a layer (its prefix would go unused); got "
+                             f"{layers!r}")
         n = len(self.layers)
         if mid is None:
             self.kv = nn.Parameter(torch.randn(n, 2, length, c.n_embd))  # (layers, K/V, P, C)
@@ -146,7 +183,8 @@ class Prefix(Method):
         is solved by least squares on the (random) tanh features, exact while length <= mid.
         Returns the remaining mean squared error. `run(ids)` -> per-layer (k, v) replaces
         `model(ids)[2]` (seq2seq.py passes its encoder)."""
-        ids = torch.tensor([(list(ids) * self.length)[:self.length]],
+        ids = check_indices("ids", ids, model.config.vocab_size)
+        ids = torch.tensor([(ids * self.length)[:self.length]],
                            device=model.transformer.wte.weight.device)
         present = model(ids)[2] if run is None else run(ids)
         target = torch.stack([torch.stack([present[l][0][0], present[l][1][0]]) for l in self.layers])
@@ -191,18 +229,21 @@ class LowRank(nn.Module):
 class LoRA(Method):
     """LoRA (Hu et al. 2021, arXiv 2106.09685 §4.1): h = W₀x + (α/r)·B·A·x on chosen Linear layers
     (default: the attention input projection `attn.c_attn`). B = 0 at init, so the output starts
-    unchanged. `merge()` folds ΔW into the frozen weights for zero-cost inference; `unmerge()`
-    takes it out again (equal up to rounding)."""
+    unchanged. `merge(tuned)` folds ΔW into the frozen weights for zero-cost inference (refused
+    while other tasks share the base); `unmerge(tuned)` takes it out again (equal up to rounding)."""
 
     method = "lora"
 
     def __init__(self, model, r=8, alpha=16, targets=("attn.c_attn",), n_classes=None):
         super().__init__(model, n_classes)
-        self.r, self.alpha, self.targets, self.merged = r, alpha, list(targets), False
-        names = [n for n, m in model.named_modules()
-                 if isinstance(m, nn.Linear) and any(n.endswith(t) for t in targets)]
+        self.r, self.alpha = check("r", r, 1), check("alpha", alpha, 0, real=True, above=True)
+        self.targets = [targets] if isinstance(targets, str) else list(targets)  # layer-name endings
+        self.merged = False
+        linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        names = [n for n in linear if any(n.endswith(t) for t in self.targets)]
         if not names:
-            raise ValueError(f"no nn.Linear layer ends with any of {list(targets)}")
+            raise ValueError(f"targets {self.targets} match no nn.Linear layer; the model's end "
+                             f"with {sorted({'.'.join(n.split('.')[-2:]) for n in linear})}")
         self.deltas = nn.ModuleDict({n.replace(".", "/"): LowRank(
             model.get_submodule(n).in_features, model.get_submodule(n).out_features, r)
             for n in names})
@@ -215,16 +256,25 @@ class LoRA(Method):
                  @ d.B.t().to(x.dtype)) for k, d in self.deltas.items()]
 
     @torch.no_grad()
-    def merge(self, model, sign=1.0):
+    def merge(self, tuned, sign=1.0):
+        """W₀ += (α/r)·B·A in `tuned.base` (sign=-1: subtract). Every task of `tuned` runs on
+        that base, so merging is refused while it holds other tasks."""
+        if not isinstance(tuned, Tuned):
+            raise TypeError(f"tuned must be the Tuned holding this LoRA; got {type(tuned).__name__}")
+        others = [n for n, m in tuned.tasks.items() if m is not self]
+        if others:
+            raise ValueError(f"merging writes ΔW into the base that tasks {others} also use: they "
+                             f"would change too. Merge in a Tuned of its own on a copy of the base "
+                             f"(Tuned(copy.deepcopy(tuned.base))), or remove the other tasks")
         if self.merged == (sign > 0):
             raise ValueError(f"LoRA is already {'merged' if self.merged else 'unmerged'}")
         for k, d in self.deltas.items():
-            w = model.get_submodule(k.replace("/", ".")).weight
+            w = tuned.base.get_submodule(k.replace("/", ".")).weight
             w += sign * (self.alpha / self.r) * (d.B @ d.A).to(w.dtype)
         self.merged = sign > 0
 
-    def unmerge(self, model):
-        self.merge(model, sign=-1.0)
+    def unmerge(self, tuned):
+        self.merge(tuned, sign=-1.0)
 
     def settings(self):
         return {"r": self.r, "alpha": self.alpha, "targets": self.targets, **super().settings()}
@@ -240,7 +290,7 @@ class Adapter(Method):
 
     def __init__(self, model, bottleneck=64, n_classes=None):
         super().__init__(model, n_classes)
-        self.bottleneck = bottleneck
+        self.bottleneck = check("bottleneck", bottleneck, 1)
         C = model.config.n_embd
         self.names = [n for n, _ in model.named_modules() if n.endswith(("attn.c_proj", "mlp.c_proj"))]
         self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(C, bottleneck), nn.GELU(),
@@ -266,25 +316,43 @@ def count_parameters(module):
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
-def report(module):
+def report(module, counts=None):
     """The familiar one-liner: trainable params || all params || trainable%."""
-    trainable, total = count_parameters(module)
+    trainable, total = counts or count_parameters(module)
     return (f"trainable params: {trainable:,} || all params: {total:,} || "
             f"trainable%: {100 * trainable / total:.4f}")
 
 
-def fingerprint(model):
-    """Identify a base model: its config and a SHA-256 of its weights (in state_dict order)."""
+def digest(named_tensors):
+    """SHA-256 of (name, tensor) pairs: each name and the tensor's raw bytes, in the order given."""
     h = hashlib.sha256()
-    for name, t in model.state_dict().items():
+    for name, t in named_tensors:
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return {"config": asdict(model.config), "sha256": h.hexdigest()}
+    return h.hexdigest()
+
+
+def fingerprint(model):
+    """Identify a base model: its config and a SHA-256 of its weights (in state_dict order). The
+    config's `checkpoint` (activation checkpointing) changes how, not what, it computes: left out."""
+    config = {k: v for k, v in asdict(model.config).items() if k != "checkpoint"}
+    return {"config": config, "sha256": digest(model.state_dict().items())}
 
 
 def pad_left(tensors, length):
-    """Stack (1 or n_i, ...) rows padded with zeros on the left of dim -2 to `length`."""
+    """Stack (..., n_i, C) tensors padded with zeros on the left of dim -2 to `length`."""
     return torch.stack([F.pad(t, (0, 0, length - t.size(-2), 0)) for t in tensors])
+
+
+def padded_prefixes(methods, P, n_layer):
+    """Per layer: None where no task has a prefix, else (k, v), each task's (nh, P_i, hs) padded
+    on the left with zeros (none: all zeros) to (tasks, nh, P, hs)."""
+    out = []
+    for layer in zip(*[m.prefix() or [None] * n_layer for m in methods]):
+        empty = next((kv[0][0, :, :0] for kv in layer if kv is not None), None)  # (nh, 0, hs)
+        out.append(None if empty is None else tuple(
+            pad_left([empty if kv is None else kv[i][0] for kv in layer], P) for i in (0, 1)))
+    return out
 
 
 class Tuned(nn.Module):
@@ -296,8 +364,17 @@ class Tuned(nn.Module):
         self.tasks = nn.ModuleDict()
         self.default = None
 
-    def add(self, name, method):
-        """Register `method` under `name` (and make it the default if it is the first)."""
+    def add(self, name, method, replace=False):
+        """Register `method` under `name` (the default task if it is the first); a name already
+        taken is refused unless replace=True."""
+        if not isinstance(method, Method):
+            raise TypeError(f"method must be a tuning method (SoftPrompt, Prefix, LoRA, ...); got "
+                            f"{type(method).__name__}")
+        if name in self.tasks and not replace:
+            raise ValueError(f"task {name!r} exists: pass replace=True, or choose another name")
+        if method.method == "seq2seq_prefix" and "encoder" not in self.base.transformer:
+            raise ValueError("method: a Seq2SeqPrefix is for an encoder-decoder (TunedSeq2Seq); a "
+                             "GPT would ignore it. Use tuning.Prefix")
         w = self.base.transformer.wte.weight  # keep a task's parameters at >= fp32 and >= the base's
         self.tasks[name] = method.to(w.device, torch.promote_types(w.dtype, torch.float32))
         self.default = self.default or name
@@ -315,6 +392,26 @@ class Tuned(nn.Module):
             raise ValueError(f"task must be one of {list(self.tasks)} or a list of B={B} of them; "
                              f"got {task!r}")
         return names
+
+    def keys_in_front(self, task=None, **ignored):
+        """Virtual keys in front of the caller's tokens for `task` (a name or one per row): the
+        longest prefix plus the longest soft prompt, which a generation budget must count. A
+        classification-head task is refused here: it cannot generate."""
+        names = self.row_tasks(task, 1 if task is None or isinstance(task, str) else len(task))
+        self.head_of(names, generating=True)
+        return self.virtual(names, self.base.transformer.wte.weight.device, build=False)[3]
+
+    def head_of(self, names, generating):
+        """The classification head of the batch's task, or None (language-model tasks)."""
+        heads = {self.tasks[n].n_classes and id(self.tasks[n]) for n in names}
+        if not any(heads):
+            return None
+        if len(heads) > 1:
+            raise ValueError("tasks with classification heads cannot share a batch")
+        if generating:
+            raise ValueError(f"task {names[0]!r} has a classification head: it predicts a class, "
+                             f"not next tokens; generation needs a language-model task")
+        return self.tasks[names[0]].head
 
     @contextlib.contextmanager
     def hooked(self, names, device):
@@ -334,54 +431,59 @@ class Tuned(nn.Module):
                 h.remove()
 
     def virtual(self, names, device, build):
-        """The virtual tokens of this batch: soft prompts (B or 1, n, C), per-layer prefixes, a
-        (B, P + n) mask that hides padding when rows of different tasks have different lengths
-        (None when nothing is padded), and P + n. With build=False only the mask and length are
-        made (a cache already holds the prefixes and prompts)."""
+        """The virtual tokens of a batch whose row i uses task names[i], in three steps: pad each
+        task's prefix and soft prompt on the left to the batch's longest (P keys, n tokens),
+        gather one row per batch row, and build the (B, P + n) mask that hides the padding.
+        Returns (prompts (B or 1, n, C), per-layer prefix, mask, P + n); one task: nothing to pad,
+        no mask. build=False: the mask and P + n only (a cache already holds the rest)."""
         tasks = list(dict.fromkeys(names))
         methods = [self.tasks[t] for t in tasks]
-        n_prompt = [getattr(m, "n_tokens", 0) for m in methods]
-        n_prefix = [m.length if isinstance(m, Prefix) else 0 for m in methods]
         if len({tuple(m.layers) for m in methods if isinstance(m, Prefix)}) > 1:
             raise ValueError("a mixed-task batch needs its prefixes on the same layers")
-        P, n = max(n_prefix), max(n_prompt)
-        if len(tasks) == 1:  # one task: nothing to pad, no mask, no gather
+        lengths = [(m.length if isinstance(m, Prefix) else 0, getattr(m, "n_tokens", 0))
+                   for m in methods]  # (prefix keys, soft-prompt tokens) of each task
+        P, n = max(p for p, _ in lengths), max(s for _, s in lengths)
+        if len(tasks) == 1:
             m = methods[0]
             return m.prompt()[None] if build and n else None, m.prefix() if build and P else None, \
                 None, P + n
-        index = torch.tensor([tasks.index(n) for n in names], device=device)  # row -> task
-        lengths = torch.tensor([[p, s] for p, s in zip(n_prefix, n_prompt)], device=device)[index]
-        mask = torch.cat([torch.arange(P, device=device) >= P - lengths[:, :1],
-                          torch.arange(n, device=device) >= n - lengths[:, 1:]], dim=1)  # (B, P+n)
+        row = torch.tensor([tasks.index(t) for t in names], device=device)  # (B,) row -> task
+        own = torch.tensor(lengths, device=device)[row]  # (B, 2): each row's P_i and n_i
+        mask = torch.cat([torch.arange(P, device=device) >= P - own[:, :1],
+                          torch.arange(n, device=device) >= n - own[:, 1:]], dim=1)  # (B, P + n)
         if not build:
             return None, None, mask, P + n
-        C = self.base.config.n_embd
-        embeds = pad_left([p if p is not None else torch.zeros(0, C, device=device)
-                           for p in (m.prompt() for m in methods)], n)[index] if n else None
-        past = None
+        c, prompts, prefix = self.base.config, None, None
+        if n:
+            empty = torch.zeros(0, c.n_embd, device=device)
+            prompts = pad_left([empty if p is None else p for p in (m.prompt() for m in methods)],
+                               n)[row]  # (B, n, C)
         if P:
-            per_task = [m.prefix() or [None] * self.base.config.n_layer for m in methods]
-            past = []
-            for layer in zip(*per_task):  # pad each task's (k, v) to P keys, then one row per row
-                ref = next((kv for kv in layer if kv is not None), None)
-                past.append(None if ref is None else tuple(pad_left(
-                    [kv[i][0] if kv is not None else ref[i][0][:, :0] for kv in layer],
-                    P)[index] for i in (0, 1)))
-        return embeds, past, mask, P + n
-
+            prefix = [None if kv is None else (kv[0][row], kv[1][row])  # (B, nh, P, hs)
+                      for kv in padded_prefixes(methods, P, c.n_layer)]
+        return prompts, prefix, mask, P + n
     def forward(self, idx, targets=None, past=None, attention_mask=None, task=None):
-        """Like GPT.forward, for the task(s) named by `task` (one name, or one per row)."""
+        """Like GPT.forward, for the task(s) named by `task` (one name, or one per row). The
+        attention_mask covers the caller's tokens only: (B, T), or (B, cached + T) with a cache."""
+        if not torch.is_tensor(idx) or idx.dim() != 2 or idx.is_floating_point():
+            raise ValueError(f"idx must be a (B, T) tensor of token ids (one sequence: idx[None]); "
+                             f"got {getattr(idx, 'shape', type(idx))}")
         B, T = idx.shape
         names = self.row_tasks(task, B)
+        head = self.head_of(names, generating=past is not None)
         embeds, prefix, virtual_mask, n_virtual = self.virtual(names, idx.device, past is None)
+        cached = 0 if past is None else past_length(past) - n_virtual  # the caller's earlier tokens
+        if attention_mask is not None and (getattr(attention_mask, "dtype", None) != torch.bool
+                                           or attention_mask.shape != (B, cached + T)):
+            raise ValueError(f"attention_mask must be bool over your own tokens, (B, cached + T) = "
+                             f"({B}, {cached} + {T}); got {getattr(attention_mask, 'shape', None)} "
+                             f"{getattr(attention_mask, 'dtype', type(attention_mask))}")
         x = self.base.transformer.wte(idx)  # (B, T, C)
         if embeds is not None:
             x = torch.cat([embeds.to(x.dtype).expand(B, -1, -1), x], dim=1)  # (B, n + T, C)
-        n_prompt = x.size(1) - T
         mask = None
         if attention_mask is not None or virtual_mask is not None:  # else: nothing to hide
             if attention_mask is None:  # every real token, cached or current, is visible
-                cached = 0 if past is None else past_length(past) - n_virtual
                 attention_mask = torch.ones(B, cached + T, dtype=torch.bool, device=idx.device)
             if virtual_mask is None:
                 virtual_mask = attention_mask.new_ones(B, n_virtual)
@@ -389,73 +491,91 @@ class Tuned(nn.Module):
         with self.hooked(names, idx.device):
             h, present = self.base.body(inputs_embeds=x, past=prefix if past is None else past,
                                         attention_mask=mask)
-        h = h[:, n_prompt:]  # drop the virtual positions: outputs line up with idx
-        heads = {self.tasks[n].n_classes and id(self.tasks[n]) for n in names}
-        if any(heads):
-            if len(heads) > 1:
-                raise ValueError("tasks with classification heads cannot share a batch")
-            last = (attention_mask.long().cumsum(1).argmax(1) - (attention_mask.size(1) - T)
-                    if attention_mask is not None else torch.full((B,), T - 1, device=idx.device))
-            head = self.tasks[names[0]].head
-            logits = head(h[torch.arange(B, device=idx.device), last].to(head.weight.dtype))
-            loss = None if targets is None else F.cross_entropy(logits.float(), targets)
-            return logits, loss, present
-        return *self.base.head(h, targets), present
+        h = h[:, x.size(1) - T:]  # drop the virtual positions: outputs line up with idx
+        if head is None:
+            return *self.base.head(h, targets), present
+        if targets is not None and getattr(targets, "shape", None) != (B,):
+            raise ValueError(f"targets of a classification-head task must be (B,) = ({B},) class "
+                             f"ids; got shape {getattr(targets, 'shape', type(targets))}")
+        last = (attention_mask.long().cumsum(1).argmax(1) - (attention_mask.size(1) - T)
+                if attention_mask is not None else torch.full((B,), T - 1, device=idx.device))
+        logits = head(h[torch.arange(B, device=idx.device), last].to(head.weight.dtype))
+        loss = None if targets is None else F.cross_entropy(logits.float(), targets)
+        return logits, loss, present
 
     def report(self, task=None):
         """Trainable share for one task: its parameters against base + its parameters."""
-        m = self.tasks[self.row_tasks(task, 1)[0]]
-        trainable, _ = count_parameters(m)
-        _, base_total = count_parameters(self.base)
-        total = base_total + trainable
-        return (f"trainable params: {trainable:,} || all params: {total:,} || "
-                f"trainable%: {100 * trainable / total:.4f}")
+        trainable = count_parameters(self.tasks[self.row_tasks(task, 1)[0]])[0]
+        return report(None, (trainable, count_parameters(self.base)[1] + trainable))
 
-    def save(self, name, directory):
-        """Write one task as `directory/adapter.json` + a weights file; return the weights' size in
-        bytes. The JSON names the method, its settings, the base model's fingerprint and the
-        weights' SHA-256. Written atomically: a crash leaves the previous adapter loadable."""
-        os.makedirs(directory, exist_ok=True)
+    def save(self, name, directory, keep_mlp=False, tokenizer=None):
+        """Write task `name` as `directory/adapter.json` + a weights file; return the weights'
+        size in bytes. The JSON holds the method, its settings, the base model's fingerprint, the
+        weights' SHA-256, whether a LoRA was merged into the base, and `tokenizer.to_dict()` if a
+        tokenizer is given (`read_adapter_tokenizer` reads it back). A reparameterized prefix is
+        saved exported, its keys and values only (§4.3), unless keep_mlp=True (to train on).
+        Atomic; files that killed saves left in the directory are removed."""
+        if name not in self.tasks:
+            raise ValueError(f"name {name!r} is not a task here; the tasks are {list(self.tasks)}")
         m = self.tasks[name]
-        tmp = os.path.join(directory, ".weights.tmp")
-        torch.save({k: v.detach().cpu() for k, v in m.state_dict().items()}, tmp)
-        digest = hashlib.sha256(open(tmp, "rb").read()).hexdigest()
-        weights = f"weights-{digest[:16]}.pt"
-        os.replace(tmp, os.path.join(directory, weights))
+        m = m.export() if getattr(m, "mid", None) is not None and not keep_mlp else m
+        if tokenizer is not None and not hasattr(tokenizer, "to_dict"):
+            raise TypeError(f"tokenizer must have a to_dict() method, as minitx.data.Tokenizer "
+                            f"has; got {type(tokenizer).__name__}")
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in m.state_dict().items()}, buffer)
+        data, directory = buffer.getvalue(), os.fspath(directory)
+        sha = hashlib.sha256(data).hexdigest()
         meta = {"format": "minitx-adapter", "version": 1, "name": name, "method": m.method,
                 "settings": m.settings(), "base": fingerprint(self.base),
-                "weights": weights, "weights_sha256": digest}
-        old = read_json(directory) if os.path.exists(os.path.join(directory, "adapter.json")) else {}
-        atomic_write_text(os.path.join(directory, "adapter.json"), json.dumps(meta, indent=1))
-        if old.get("weights") not in (None, weights):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(directory, old["weights"]))
-        return os.path.getsize(os.path.join(directory, weights))
+                "weights": f"weights-{sha[:16]}.pt", "weights_sha256": sha,
+                "merged": getattr(m, "merged", False),
+                "tokenizer": None if tokenizer is None else tokenizer.to_dict()}
+        os.makedirs(directory, exist_ok=True)  # an OSError here or below names the path
+        atomic_write(os.path.join(directory, meta["weights"]), lambda f: f.write(data))
+        text = json.dumps(meta, indent=1).encode()
+        atomic_write(os.path.join(directory, "adapter.json"), lambda f: f.write(text))
+        remove_files(directory, lambda file: file.endswith(".tmp")  # killed saves' temp files
+                     or file.startswith("weights-") and file != meta["weights"])  # replaced ones
+        return len(data)
 
-    def load(self, directory, name=None, method=None):
+    def load(self, directory, name=None, method=None, replace=False):
         """Read an adapter written by `save` and add it (under its saved name unless `name` is
-        given). Checks, each with an error naming the fix: the base model's fingerprint, the
-        method (when `method` is given), and the weights' SHA-256 (a corrupted or truncated file)."""
+        given). Checks, each with an error naming the fix: adapter.json's keys and settings, the
+        method (when `method` is given), the base model's fingerprint, and the weights' SHA-256
+        (a corrupted or truncated file). A LoRA saved merged stays merged: its base carries ΔW."""
+        directory = os.fspath(directory)
         meta = read_json(directory)
         if method is not None and meta["method"] != method:
             raise ValueError(f"{directory} holds a {meta['method']!r} adapter, not {method!r}: "
                              f"load it with method={meta['method']!r} or pick the right directory")
-        base = fingerprint(self.base)
-        if meta["base"] != base:
-            what = "config" if meta["base"]["config"] != base["config"] else "weights"
+        base, saved = fingerprint(self.base), meta["base"]
+        if saved != base:
+            what = "config" if saved.get("config") != base["config"] else "weights"
             raise ValueError(f"{directory} was saved for another base model (its {what} differ: "
-                             f"saved sha256 {meta['base']['sha256'][:12]}…, this model "
-                             f"{base['sha256'][:12]}…); load the base model it was trained on")
+                             f"saved sha256 {str(saved.get('sha256'))[:12]}…, this model "
+                             f"{base['sha256'][:12]}…); load the base model it was trained on"
+                             + (" (with its LoRA merged in)" if meta.get("merged") else ""))
         path = os.path.join(directory, meta["weights"])
         data = open(path, "rb").read() if os.path.exists(path) else b""
         if hashlib.sha256(data).hexdigest() != meta["weights_sha256"]:
             raise ValueError(f"{path} is missing, truncated or corrupted (SHA-256 differs from "
                              f"adapter.json); save the adapter again from its training run")
-        state = torch.load(path, map_location=self.base.transformer.wte.weight.device,
+        try:
+            m = METHODS[meta["method"]](self.base, **meta["settings"])
+        except (TypeError, ValueError) as e:  # a setting it does not take, or a bad value
+            raise ValueError(f"{directory}/adapter.json: settings {meta['settings']} do not fit "
+                             f"{meta['method']!r} ({e}); save the adapter again") from None
+        state = torch.load(io.BytesIO(data), map_location=self.base.transformer.wte.weight.device,
                            weights_only=True)
-        m = METHODS[meta["method"]](self.base, **meta["settings"])
         m.load_state_dict(state, assign=True)  # keep the saved dtype (a float64 adapter stays exact)
-        return self.add(name or meta["name"], m)
+        if meta.get("merged"):
+            m.merged = True  # no hooks: ΔW is in the base the fingerprint matched
+        return self.add(name or meta["name"], m, replace)
+
+
+FIELDS = {"name": str, "method": str, "settings": dict, "base": dict, "weights": str,
+          "weights_sha256": str}  # what adapter.json must hold, and of what type
 
 
 def read_json(directory):
@@ -470,14 +590,40 @@ def read_json(directory):
     if not isinstance(meta, dict) or meta.get("format") != "minitx-adapter" or meta.get(
             "method") not in METHODS:
         raise ValueError(f"{path} is not a minitx adapter file (format/method unknown)")
+    for key, kind in FIELDS.items():
+        if not isinstance(meta.get(key), kind):
+            raise ValueError(f"{path} lacks {key!r} (a {kind.__name__}; got {meta.get(key)!r}): "
+                             f"it is damaged; save the adapter again")
     return meta
 
 
-def atomic_write_text(path, text):
-    """Write to a temporary file beside `path`, flush it to disk, then rename over `path`."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def read_adapter_tokenizer(directory):
+    """The `tokenizer.to_dict()` that Tuned.save stored with an adapter, or None; rebuild the
+    tokenizer with its class's from_dict (e.g. minitx.data.Tokenizer.from_dict)."""
+    return read_json(os.fspath(directory)).get("tokenizer")
+
+
+def atomic_write(path, write):
+    """Call write(f) on a binary temp file beside `path`, flush it to disk, then rename it over
+    `path`: a crash leaves the old file or the new one, never a torn one. A killed writer leaves
+    `<path>.tmp` behind, which the next save to that place removes."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def remove_files(directory, unwanted):
+    """Delete the files in `directory` whose name satisfies unwanted(name): what killed or
+    earlier saves left behind. Only a save calls it: a load never deletes (a save may be running)."""
+    for name in os.listdir(directory):
+        if unwanted(name):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(directory, name))

@@ -400,3 +400,39 @@ def test_lesson_without_a_path_prints_how_to_get_one(monkeypatch, capsys):
 def test_lesson_with_a_wrong_path_says_what_is_missing(tmp_path, capsys):
     assert load_lesson().main(["--gpt2", str(tmp_path / "nope")]) == 1
     assert "config.json" in capsys.readouterr().out
+
+
+# --- bad input: every message names the file, key or id, and the fix -------------------------
+
+@pytest.mark.parametrize("fmt, name", [("bin", "pytorch_model.bin"),
+                                       ("safetensors", "model.safetensors")])
+def test_truncated_weights_file_names_the_file(tmp_path, fmt, name):
+    if fmt == "safetensors":
+        pytest.importorskip("safetensors")
+    path = write_dir(tmp_path / "gpt2", fmt=fmt)
+    data = (path / name).read_bytes()
+    (path / name).write_bytes(data[:len(data) // 2])  # an interrupted download
+    with pytest.raises(ValueError, match=f"{re.escape(str(path / name))} is truncated.*again"):
+        load_gpt2(path)
+
+
+@pytest.mark.parametrize("key", ["vocab_size", "n_positions", "n_layer", "n_head", "n_embd"])
+def test_config_without_a_required_key_names_it(tmp_path, key):
+    path = write_dir(tmp_path / "gpt2")
+    (path / "config.json").write_text(json.dumps({k: v for k, v in CFG.items() if k != key}))
+    with pytest.raises(ValueError, match=rf"config\.json lacks \['{key}'\].*config\.json"):
+        load_gpt2(path)
+
+
+@given(bad=st.one_of(st.integers(max_value=-1), st.integers(min_value=len(tiny_vocab()))))
+def test_decode_of_an_unknown_id_names_it(tok, bad):
+    with pytest.raises(ValueError, match=rf"ids must be token ids in \[0, 262\).*\[{bad}\]"):
+        tok.decode([5, bad])
+
+
+def test_decode_of_a_2d_tensor_or_floats(tok):
+    with pytest.raises(ValueError, match=r"ids .*1-D tensor.*\[\[1, 2\]\]"):
+        tok.decode(torch.tensor([[1, 2]]))
+    with pytest.raises(ValueError, match=r"ids .*\[1\.0\]"):
+        tok.decode([1.0])
+    assert tok.decode(torch.tensor([71, 72])) == tok.decode([71, 72]) == "hi"

@@ -6,6 +6,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from minitx.model import GPT, Config
 from minitx.train import (NonFiniteLoss, TrainConfig, count_tokens, load_checkpoint, lr_at,
-                          peak_memory_mb, reset_peak_memory, save_checkpoint, time_steps, train)
+                          save_checkpoint, train)
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -61,6 +62,7 @@ def test_lr_warmup_is_linear_and_decay_ends_at_min_lr():
 @given(steps=st.integers(1, 400), warmup=st.integers(0, 400), min_lr=st.floats(0, 1),
        lr=st.floats(1e-6, 1.0), schedule=st.sampled_from(["cosine", "linear", "constant"]))
 def test_lr_in_range_and_non_increasing_after_warmup(steps, warmup, min_lr, lr, schedule):
+    warmup = min(warmup, steps)  # more warmup than steps is refused (tests/test_bad_inputs_train)
     c = TrainConfig(steps=steps, lr=lr, warmup_steps=warmup, min_lr=min_lr, schedule=schedule)
     rates = [lr_at(s, c) for s in range(steps)]
     assert all(0 <= r <= lr for r in rates)
@@ -279,17 +281,12 @@ def test_resume_without_a_checkpoint_file_starts_afresh(tmp_path):
 
 # ----------------------------------------------------------------------------- measuring
 
-def test_measurement_helpers():
+def test_count_tokens():
     batch = {"idx": torch.zeros(2, 5, dtype=torch.long),
              "attention_mask": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)}
     assert count_tokens(batch) == 8
     assert count_tokens({"idx": batch["idx"]}) == 10
     assert count_tokens({"inputs_embeds": torch.zeros(3, 4, 16)}) == 12
-    reset_peak_memory("cpu")
-    assert peak_memory_mb("cpu") > 10  # the process's peak RSS: torch alone is more
-    calls = []
-    assert time_steps(lambda: calls.append(1), warmup=1, repeats=3) >= 0
-    assert len(calls) == 4
 
 
 # ----------------------------------------------------------------------------- DDP
@@ -323,3 +320,26 @@ def test_ddp_on_two_processes_matches_single_process_training(tmp_path):
     for name, p in model.named_parameters():
         if p.requires_grad:
             torch.testing.assert_close(ddp["params"][name], p.detach(), atol=1e-6, rtol=0)
+
+
+def test_rates_exclude_the_time_spent_in_eval_fn(monkeypatch):
+    """A fake clock: each training step takes 1 s (in get_batch), each evaluation 100 s. The
+    rates, the ETA and eval_seconds must count the steps only."""
+    now = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+
+    def get_batch(step):
+        now[0] += 1.0
+        return fixed_batch(rows=2, T=5)
+
+    def slow_eval(model):
+        now[0] += 100.0
+        return {"score": 1.0}
+    lines = []
+    result = train(tiny(), get_batch, TrainConfig(steps=4, log_every=2, eval_every=1), slow_eval,
+                   log=lines.append)
+    assert result["eval_seconds"] == 400.0
+    assert result["steps_per_s"] == 1.0 and result["tokens_per_s"] == 10.0  # 2 x 5 tokens a step
+    progress = [line for line in lines if line.startswith("step")]
+    assert [line.split(" | ")[-2:] for line in progress] == [["0.0k tok/s", "ETA 0:00:02"],
+                                                            ["0.0k tok/s", "ETA 0:00:00"]]

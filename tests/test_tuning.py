@@ -146,19 +146,19 @@ def test_lora_merge_equals_hooks_and_unmerge_restores(seed, B, T):
     idx = ids(seed, B, T)
     hooked = tuned(idx)[0]
     assert not torch.equal(hooked, base(idx)[0])
-    lora.merge(base)
+    lora.merge(tuned)
     assert lora.merged and lora.hooks() == []  # no hook: the frozen layers carry ΔW themselves
     close(base(idx)[0], hooked, 1e-10)
     close(tuned(idx)[0], hooked, 1e-10)
     with pytest.raises(ValueError, match="already merged"):
-        lora.merge(base)
-    lora.unmerge(base)
+        lora.merge(tuned)
+    lora.unmerge(tuned)
     assert not lora.merged
     for k, v in base.state_dict().items():
         close(v, original[k], 1e-12)
     close(tuned(idx)[0], hooked, 1e-10)
     with pytest.raises(ValueError, match="already unmerged"):
-        lora.unmerge(base)
+        lora.unmerge(tuned)
 
 
 # ----------------------------------------------------------------------------- prompt tuning
@@ -428,10 +428,10 @@ def test_training_resumes_from_a_saved_reparameterized_prefix(tmp_path):
         tuned(idx, targets)[1].backward()
         opt.step()
     before = tuned(idx, targets)[1].item()
-    tuned.save("mlp", tmp_path)
+    tuned.save("mlp", tmp_path, keep_mlp=True)
     resumed = Tuned(base)
     loaded = resumed.load(tmp_path)
-    assert loaded.mid == 8 and hasattr(loaded, "mlp")  # the MLP travels with the file
+    assert loaded.mid == 8 and hasattr(loaded, "mlp")  # keep_mlp: the MLP travels with the file
     losses = [resumed(idx, targets)[1]]
     assert losses[0].item() == before
     opt = torch.optim.AdamW(trainable(resumed), lr=1e-2)
@@ -526,25 +526,23 @@ def test_loading_uses_weights_only(saved, monkeypatch):
     assert torch.equal(tuned(ids(0, 2, 4))[0], outputs)
 
 
-@pytest.mark.parametrize("crash", ["torch.save", "os.replace weights", "os.replace json"])
+@pytest.mark.parametrize("crash", ["fsync", "os.replace weights", "os.replace json"])
 def test_a_crash_during_save_leaves_the_previous_adapter_loadable(saved, monkeypatch, crash):
     directory, outputs = saved
     tuned = Tuned(shared_base())
     perturb(tuned.load(directory), 99)  # new values that the crashed save fails to write
-    real_save, real_replace = torch.save, os.replace
+    real_replace = os.replace
 
-    def partial_save(obj, f, *a, **k):
-        real_save(obj, f, *a, **k)
-        with open(f, "r+b") as fh:
-            fh.truncate(10)  # a half-written file
+    def failing_fsync(fd):  # the temp file is half written when the disk fills up
+        os.ftruncate(fd, 10)
         raise OSError("disk full")
 
     def failing_replace(src, dst):
         if str(dst).endswith("adapter.json" if crash.endswith("json") else ".pt"):
             raise OSError("power cut")
         return real_replace(src, dst)
-    if crash == "torch.save":
-        monkeypatch.setattr(torch, "save", partial_save)
+    if crash == "fsync":
+        monkeypatch.setattr(os, "fsync", failing_fsync)
     else:
         monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError):
@@ -556,3 +554,60 @@ def test_a_crash_during_save_leaves_the_previous_adapter_loadable(saved, monkeyp
     tuned.save("task", directory)  # the next save succeeds and replaces the adapter
     assert len(list(directory.glob("weights-*.pt"))) == 1
     assert not torch.equal(Tuned(shared_base()).load(directory).kv, fresh.tasks["task"].kv)
+
+
+# ----------------------------------------------------------------------------- what a file carries
+
+@pytest.mark.parametrize("layers", [None, [1]])
+def test_a_reparameterized_prefix_is_saved_exported_unless_keep_mlp(tmp_path, layers):
+    base = shared_base()
+    tuned = Tuned(base)
+    torch.manual_seed(0)
+    prefix = perturb(tuned.add("mlp", Prefix(base, 3, mid=8, layers=layers)), 4)
+    exported = Tuned(base)
+    exported.add("mlp", prefix.export())
+    size = tuned.save("mlp", tmp_path / "default")
+    assert size == exported.save("mlp", tmp_path / "exported")  # the K/V only, byte for byte
+    assert size == os.path.getsize(next((tmp_path / "default").glob("weights-*.pt")))
+    assert tuned.save("mlp", tmp_path / "mlp", keep_mlp=True) > 2 * size  # the MLP is bigger
+    idx = ids(0, 2, 5)
+    for name, mid in (("default", None), ("mlp", 8)):
+        loaded = Tuned(base)
+        method = loaded.load(tmp_path / name)
+        assert method.mid == mid and hasattr(method, "mlp") == (mid is not None)
+        assert torch.equal(loaded(idx)[0], tuned(idx)[0])
+
+
+def test_a_seq2seq_prefix_is_saved_exported_unless_keep_mlp(tmp_path):
+    from minitx.seq2seq import Seq2Seq, Seq2SeqPrefix, TunedSeq2Seq
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        base = generic_weights_(Seq2Seq(CFG).to(DTYPE).eval()).requires_grad_(False)
+        tuned = TunedSeq2Seq(base)
+        perturb(tuned.add("d2t", Seq2SeqPrefix(base, 2, mid=8)), 6)
+    exported = TunedSeq2Seq(base)
+    exported.add("d2t", tuned.tasks["d2t"].export())
+    size = tuned.save("d2t", tmp_path / "default")
+    assert size == exported.save("d2t", tmp_path / "exported")
+    assert tuned.save("d2t", tmp_path / "mlp", keep_mlp=True) > 2 * size
+    src, tgt = ids(1, 2, 5), ids(2, 2, 3)
+    for name, mid in (("default", None), ("mlp", 8)):
+        loaded = TunedSeq2Seq(base)
+        assert loaded.load(tmp_path / name).mid == mid
+        assert torch.equal(loaded(src, tgt)[0], tuned(src, tgt)[0])
+
+
+def test_an_adapter_carries_its_tokenizer(tmp_path):
+    from minitx.data import Tokenizer
+    from minitx.tuning import read_adapter_tokenizer
+    tok = Tokenizer(["the", "cat", "sat", ";", "=>"])
+    base = shared_base()
+    tuned = Tuned(base)
+    tuned.add("task", SoftPrompt(base, 2))
+    tuned.save("task", tmp_path / "with", tokenizer=tok)
+    tuned.save("task", tmp_path / "without")
+    saved = read_adapter_tokenizer(tmp_path / "with")
+    assert saved == tok.to_dict() and read_adapter_tokenizer(tmp_path / "without") is None
+    again = Tokenizer.from_dict(saved)
+    assert again.words == tok.words and again.encode("the cat sat ;") == tok.encode("the cat sat ;")
+    Tuned(base).load(tmp_path / "with")  # the adapter itself loads as before

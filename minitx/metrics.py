@@ -4,16 +4,26 @@ import math
 from collections import Counter
 
 
-def _check(hypotheses, references, need_refs=True):
+def _check(hypotheses, references, names=("hypotheses", "references"), texts=True):
+    """Refuse what would score silently wrong: a string for a list (a perfect hypothesis against
+    references=["its text"] scores 0), token lists for strings, unequal or zero lengths."""
+    if not isinstance(hypotheses, (list, tuple)) or not isinstance(references, (list, tuple)):
+        raise TypeError(f"{names[0]} and {names[1]} must be lists, not str or other types")
     if len(hypotheses) != len(references) or not hypotheses:
-        raise ValueError(f"need equal, non-zero lengths: {len(hypotheses)} vs {len(references)}")
-    if need_refs and not all(references):
-        raise ValueError("every hypothesis needs at least one reference")
+        raise ValueError(f"{names[0]} and {names[1]} need equal, non-zero lengths; got "
+                         f"{len(hypotheses)} and {len(references)}")
+    if texts and not all(isinstance(h, str) for h in hypotheses):
+        raise TypeError("hypotheses must be strings: ' '.join(tokens) a pre-tokenized one")
+    if texts and not all(isinstance(refs, (list, tuple)) and all(isinstance(r, str) for r in refs)
+                         for refs in references):
+        raise TypeError("references must be one list of reference strings per hypothesis: [[ref]]")
+    if texts and not all(references):
+        raise ValueError("references: every hypothesis needs at least one reference")
 
 
 def accuracy(predictions: list[str], labels: list[str]) -> float:
     """Fraction of predictions exactly equal to their label, in [0, 1]."""
-    _check(predictions, labels, need_refs=False)
+    _check(predictions, labels, ("predictions", "labels"), texts=False)
     return sum(p == y for p, y in zip(predictions, labels)) / len(labels)
 
 
@@ -32,6 +42,8 @@ def corpus_bleu(hypotheses: list[str], references: list[list[str]], max_n: int =
     No smoothing: any p_n = 0 gives BLEU = 0.
     """
     _check(hypotheses, references)
+    if isinstance(max_n, bool) or not isinstance(max_n, int) or max_n < 1:
+        raise ValueError(f"max_n (the longest n-gram) must be an integer >= 1; got {max_n!r}")
     matched, total, c, r = [0] * max_n, [0] * max_n, 0, 0   # per-n sums; corpus lengths
     for hyp, refs in zip(hypotheses, references):
         h, rs = hyp.split(), [ref.split() for ref in refs]

@@ -230,9 +230,10 @@ print()
 steering = verdict("training raises P(7) (%)", p_after, p_before)
 
 # %% [markdown]
-# **What the output means.** The frozen model's weights did not move (checked bit for bit), yet
-# the probability of the label token rose: the prompt alone re-routed the model's computation.
-# The verdict reads "holds" only if every seed agrees. What this toy does *not* show is how good
+# **What the output means.** The frozen model's weights did not move (checked bit for bit in the
+# column "base unchanged"), so whatever changed P(7) was the prompt alone: it re-routes the
+# model's computation without touching it. The verdict reads "holds" only if P(7) rose on every
+# seed. What this toy does *not* show is how good
 # a soft prompt is on a real task: that needs a pretrained model (lessons 04-06). Lester et al.
 # found that the gap to full fine-tuning closes as models grow and vanishes at T5-XXL (11B)
 # (§3.1, Figure 1; `lessons/REFERENCES.md`); at small scale it is large.

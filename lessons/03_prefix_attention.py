@@ -175,8 +175,8 @@ mask_verdict = verdict("lower-right > upper-left", [-e[0] for e in mask_errors.v
 
 # %% [markdown]
 # **What the output means.** With the lower-right mask the spelled-out model matches the full run
-# to rounding; with the upper-left one the logits are off by an amount of the size of the logits
-# themselves — a silent error: nothing crashes, the model just reads a truncated context.
+# to rounding; with the upper-left one the logits are off by many orders of magnitude more — a
+# silent error: nothing crashes, the model just reads a truncated context.
 #
 # ## Positions continue at P
 #

@@ -24,9 +24,8 @@
 # between machines and thread counts).
 
 # %%
+import math
 import time
-
-import torch
 
 from common import (CHECKPOINTS, OUT, SEEDS, SIZES, evaluate, lesson_mode, load_base, plot_curves,
                     pretrain, save_base, setup, spread, table, takeaway, token_stream, verdict,
@@ -108,7 +107,8 @@ table([{"seed": s, "start loss": d["start"], "end loss": d["end"], "seconds": d[
       notes={"start loss": "answer loss (cross-entropy, nats) of the first batch, untrained",
              "end loss": "mean answer loss over the last 10% of the steps",
              "seconds": "wall-clock time of this seed's run (noisy on a shared machine)"})
-print()
+print(f"\nln(vocabulary size {tok.vocab_size}) = {math.log(tok.vocab_size):.2f}: the loss of a "
+      f"uniform guess\n")
 learning = verdict("pretraining lowers loss", [-d["end"] for d in demo.values()],
                    [-d["start"] for d in demo.values()])
 
@@ -202,7 +202,8 @@ takeaway(
 #    small base's loss twice: with the batch's targets (answers only) and with every next token
 #    as a target. *Observe:* the all-token loss is many times larger — the instructions' word
 #    lists and reviews are random, so no model can predict them, and that noise would dominate
-#    the gradient. *Hint:* targets `torch.cat([idx[:, 1:], batch["targets"][:, -1:]], 1)`.
+#    the gradient. *Hint:* every next token is
+#    `torch.cat([batch["idx"][:, 1:], batch["targets"][:, -1:]], dim=1)`.
 # 2. **A phrasing pretraining never used.** Ask the small base with `task.phrasings[task.n_seen]`
 #    instead of `task.phrasings[0]`. *Observe:* on some tasks the score collapses although the
 #    skill is in the model — the base learned the words it saw, not what they mean. Lesson 05

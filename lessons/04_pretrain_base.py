@@ -28,8 +28,8 @@ import math
 import time
 
 from common import (CHECKPOINTS, OUT, SEEDS, SIZES, evaluate, lesson_mode, load_base, plot_curves,
-                    pretrain, save_base, setup, spread, table, takeaway, token_stream, verdict,
-                    window_batches)
+                    pretrain, pretraining_batches, save_base, setup, spread, table, takeaway,
+                    verdict)
 from toyworld import TASKS, course_tokenizer, make_split
 
 MODE = lesson_mode()
@@ -54,8 +54,8 @@ tok = course_tokenizer()
 # asks the model to predict are in [brackets].
 
 # %%
-stream = token_stream(tok, S["demo_lines"], seed=0)  # ids, is-answer flags, line starts
-batch = window_batches(stream, batch_size=S["demo_batch"], block=S["demo_block"], seed=0)(0)
+batch = pretraining_batches(tok, S["demo_lines"], batch_size=S["demo_batch"],
+                            block=S["demo_block"], seed=0)(0)  # minitx.data.packed_batches
 print("one row of the first batch; [brackets]: the tokens the loss asks the model to predict")
 row, targets = batch["idx"][0].tolist(), batch["targets"][0].tolist()
 words = [tok.decode([row[0]])] + [f"[{tok.decode([t])}]" if target != -1 else tok.decode([t])

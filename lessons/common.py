@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from minitx import GPT, Config, MultiHeadAttention, generate
-from minitx.data import encode_for_training, encode_prompts, Tokenizer
+from minitx.data import (complete, encode_for_training, encode_prompts, load_model,
+                         packed_batches, pair_batches, save_model)
 from toyworld import TASKS, course_tokenizer, make_split, pretraining_corpus, prompt_text
 from minitx.metrics import corpus_bleu, rouge_l
 from minitx.train import TrainConfig, load_checkpoint, save_checkpoint, train
@@ -150,35 +151,14 @@ def setup(seed=0):
     return threads
 
 
-# ---- pretraining data: corpus lines packed into rows that start at a line -------------------
-def token_stream(tok, n_lines, seed=0):
-    """The pretraining corpus as 1-D tensors: ids, whether each id is part of an answer (after
-    '=>', ';' included), and where each line starts."""
-    arrow = tok.encode("=>")[0]
-    ids, answer, starts = [], [], []
-    for line in pretraining_corpus(n_lines, seed):
-        tokens = tok.encode(line)
-        cut = tokens.index(arrow) + 1
-        starts.append(len(ids))
-        ids += tokens
-        answer += [False] * cut + [True] * (len(tokens) - cut)
-    return torch.tensor(ids), torch.tensor(answer), torch.tensor(starts)
-
-
-def window_batches(stream, batch_size, block, seed=0):
-    """get_batch(step): rows of `block` tokens starting at random line starts, loss on answers
-    only (a deterministic function of the step). Later lines in a row sit at later positions, so
-    the model meets every task at many offsets, as it will behind a prefix."""
-    ids, answer, starts = stream
-    starts = starts[starts < len(ids) - block - 1]
-
-    def get_batch(step):
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        first = starts[torch.randint(0, len(starts), (batch_size,), generator=g)]
-        rows = first[:, None] + torch.arange(block + 1)  # (B, block + 1)
-        targets = ids[rows[:, 1:]].masked_fill(~answer[rows[:, 1:]], -1)
-        return {"idx": ids[rows[:, :-1]], "targets": targets}
-    return get_batch
+# ---- pretraining and the committed base models ------------------------------------------------
+def pretraining_batches(tok, n_lines, batch_size, block, seed=0):
+    """get_batch(step) over the toy world's pretraining corpus (minitx.data.packed_batches): rows
+    of `block` tokens starting at line starts, loss on the answers only. Later lines in a row sit
+    at later positions, so the model meets every task at many offsets, as it will behind a
+    prefix."""
+    return packed_batches(tok, pretraining_corpus(n_lines, seed), batch_size, block, seed,
+                          loss_after_sep=True)
 
 
 def pretrain(size, steps, seed=0, lr=3e-3, batch_size=32, block=96, n_lines=60_000, log=print):
@@ -187,7 +167,7 @@ def pretrain(size, steps, seed=0, lr=3e-3, batch_size=32, block=96, n_lines=60_0
     tok = course_tokenizer()
     config = Config(vocab_size=tok.vocab_size, block_size=BLOCK_SIZE, **SIZES[size])
     model = GPT(config)
-    get_batch = window_batches(token_stream(tok, n_lines, seed), batch_size, block, seed)
+    get_batch = pretraining_batches(tok, n_lines, batch_size, block, seed)
     result = train(model, get_batch, TrainConfig(steps=steps, lr=lr, warmup_steps=min(100, steps // 10),
                                                  weight_decay=0.1, log_every=max(1, steps // 10),
                                                  seed=seed), log=log)
@@ -195,10 +175,8 @@ def pretrain(size, steps, seed=0, lr=3e-3, batch_size=32, block=96, n_lines=60_0
 
 
 def save_base(model, tok, path):
-    """Write a base model as fp16 weights + its config + its tokenizer (atomically)."""
-    state = {k: v.half() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    save_checkpoint(path, {"weights": state, "config": vars(model.config),
-                           "tokenizer": json.dumps(tok.to_dict())})
+    """Write a base model as fp16 weights + its config + its tokenizer (minitx.data.save_model)."""
+    save_model(path, model, tok, dtype=torch.float16)
 
 
 def load_base(size="small"):
@@ -207,38 +185,22 @@ def load_base(size="small"):
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `python lessons/04_pretrain_base.py --full` "
                                 f"to make it")
-    data = load_checkpoint(path)
-    model = GPT(Config(**data["config"]))
-    model.load_state_dict({k: v.float() for k, v in data["weights"].items()}, strict=False)
-    return model.eval().requires_grad_(False), Tokenizer.from_dict(json.loads(data["tokenizer"]))
+    model, tok = load_model(path)
+    return model.requires_grad_(False), tok
 
 
 # ---- task data -------------------------------------------------------------------------------
 def task_batches(tok, examples, batch_size, instruction=None, seed=0, **extra):
-    """get_batch(step) over `examples` in epochs of fixed random order; loss on the answer only."""
-    prompts = [prompt_text(e, instruction) for e in examples]
-    idx, targets, mask = encode_for_training(tok, prompts, [e.target for e in examples])
-
-    def get_batch(step):
-        epoch, pos = divmod(step * batch_size, len(examples))
-        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed + epoch))
-        rows = order[(torch.arange(batch_size) + pos) % len(examples)]
-        keep = mask[rows].any(0)  # drop columns that are padding in every row of this batch
-        return {"idx": idx[rows][:, keep], "targets": targets[rows][:, keep],
-                "attention_mask": mask[rows][:, keep], **extra}
-    return get_batch
+    """get_batch(step) over `examples` in epochs of fixed random order; loss on the answer only
+    (minitx.data.pair_batches on the examples' prompts and targets)."""
+    return pair_batches(tok, [prompt_text(e, instruction) for e in examples],
+                        [e.target for e in examples], batch_size, seed=seed, **extra)
 
 
 def predict(model, tok, examples, instruction=None, max_new_tokens=24, batch_size=64, **kw):
-    """Greedy answers (text before ';') for `examples`, generated in left-padded batches."""
-    answers = []
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i:i + batch_size]
-        idx, mask = encode_prompts(tok, [prompt_text(e, instruction) for e in chunk])
-        out = generate(model, idx, max_new_tokens, attention_mask=mask, stop_ids=[tok.stop_id],
-                       pad_id=tok.pad_id, **kw)
-        answers += [tok.decode(row).split(";")[0].strip() for row in out]
-    return answers
+    """Greedy answers (text before ';') for `examples` (minitx.data.complete)."""
+    return complete(model, tok, [prompt_text(e, instruction) for e in examples], max_new_tokens,
+                    batch_size, **kw)
 
 
 def score(answers, examples):

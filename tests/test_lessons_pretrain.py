@@ -9,6 +9,8 @@ import torch
 
 from lesson_loader import run_lesson
 import common  # lessons/ is on sys.path once lesson_loader is imported
+import toyworld
+from minitx.data import load_model, packed_batches
 from toyworld import TASKS, make_split
 
 PRETRAINED = {"sentiment", "data_to_text", "reverse", "copy", "intent"}
@@ -47,8 +49,9 @@ def test_lesson_04_batch_display_matches_the_batches(lesson04):
     """Recompute the printed share of positions with a loss, and the bracketed answer words."""
     ns, _ = lesson04
     S = ns["S"]
-    stream = common.token_stream(ns["tok"], S["demo_lines"], seed=0)
-    batch = common.window_batches(stream, S["demo_batch"], S["demo_block"], seed=0)(0)
+    lines = toyworld.pretraining_corpus(S["demo_lines"], seed=0)
+    batch = packed_batches(ns["tok"], lines, S["demo_batch"], S["demo_block"], seed=0,
+                           loss_after_sep=True)(0)
     share = 100 * (batch["targets"] != -1).float().mean().item()
     assert abs(share - ns["loss_share"]) < 1e-9 and f"{share:.1f}%" in ns["OUTPUT"]
     n_marked = sum(word.startswith("[") for word in ns["words"])
@@ -108,16 +111,15 @@ def test_committed_checkpoints_load_and_match_their_config(tmp_path):
         assert not any(p.requires_grad for p in model.parameters())
     # a save -> load round trip keeps the (fp16-rounded) weights exactly
     common.save_base(model, tok, tmp_path / "base.pt")
-    data = common.load_checkpoint(tmp_path / "base.pt")
-    for name, tensor in model.state_dict().items():
-        if name != "lm_head.weight":
-            assert (data["weights"][name].float() == tensor).all()
+    again, tok_again = load_model(tmp_path / "base.pt")
+    assert tok_again.words == tok.words
+    for (name, tensor), saved in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(saved, tensor), name
 
 
-def test_window_batches_put_loss_on_answers_only():
+def test_pretraining_batches_put_loss_on_answers_only():
     tok = common.course_tokenizer()
-    stream = common.token_stream(tok, 50)
-    get_batch = common.window_batches(stream, batch_size=4, block=32)
+    get_batch = common.pretraining_batches(tok, 50, batch_size=4, block=32)
     batch = get_batch(0)
     arrow, stop = tok.encode("=>")[0], tok.stop_id
     for row, targets in zip(batch["idx"].tolist(), batch["targets"].tolist()):

@@ -82,7 +82,8 @@ print(f"\nbatch {tuple(batch['idx'].shape)} = (rows, block); positions with a lo
 # A short run of the tiny model (2 layers, width 64) on each seed of this mode: each seed draws
 # its own initial weights, corpus and batches. The claim "pretraining lowers the answer loss" gets
 # a verdict from the per-seed paired difference of the loss at the start and at the end.
-# (Seed 0's model is saved to `lessons/out/`, never over the committed checkpoints.)
+# (Seed 0's model is saved to `lessons/out/`, never over the committed checkpoints;
+# `minitx.data.load_model` reads it back with its tokenizer.)
 
 # %%
 demo = {}
@@ -122,8 +123,8 @@ learning = verdict("pretraining lowers loss", [-d["end"] for d in demo.values()]
 #
 # The course ships three bases in `lessons/checkpoints/` (fp16 weights, their configuration and
 # the tokenizer, a few MB in all), so that lessons start instantly. Every later lesson loads one
-# with `common.load_base(size)`, which returns the model frozen and in eval mode, with its
-# tokenizer. `--full` rebuilds them with `common.pretrain`'s recipe (AdamW with warmup and weight
+# with `common.load_base(size)`, which reads the file with `minitx.data.load_model` and returns
+# the model frozen and in eval mode, with its tokenizer. `--full` rebuilds them with `common.pretrain`'s recipe (AdamW with warmup and weight
 # decay, longer rows and a larger corpus than the demo above, the same seeds).
 
 # %%

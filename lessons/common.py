@@ -55,6 +55,7 @@ def lesson_mode(argv=None):
 # difference, and prints a verdict computed from those differences. Three seeds is the floor for
 # a verdict; with all three agreeing in sign the chance of that under "no effect" is 1/4 per
 # direction, so "holds" means "every seed agrees", not "significant". The --full run uses five.
+WIDTH = 100  # no printed line is longer
 SEEDS = {"fast": (0, 1), "default": (0, 1, 2), "full": (0, 1, 2, 3, 4)}
 MIN_SEEDS = 3
 NOT_SHOWN = "not shown (within seed spread)"
@@ -85,9 +86,12 @@ class Verdict:
         return statistics.fmean(self.diffs)
 
     def __str__(self):
+        """One line "claim: word | A-B mean (seeds lo .. hi, n=k)", split in two after the
+        word when it would be longer than 100 characters."""
         lo, hi = min(self.diffs), max(self.diffs)
-        return (f"{self.claim}: {self.word} | A-B {self.mean:+.1f}{self.unit} "
-                f"(seeds {lo:+.1f} .. {hi:+.1f}, n={len(self.diffs)})")
+        head = f"{self.claim}: {self.word}"
+        tail = f"A-B {self.mean:+.1f}{self.unit} (seeds {lo:+.1f} .. {hi:+.1f}, n={len(self.diffs)})"
+        return f"{head} | {tail}" if len(head) + len(tail) + 3 <= WIDTH else f"{head}\n    {tail}"
 
 
 def verdict(claim, a, b, unit=""):
@@ -257,9 +261,6 @@ def full_finetune(base, tok, examples, steps, lr, batch_size=16, seed=0, instruc
 
 
 # ---- printing --------------------------------------------------------------------------------
-WIDTH = 100  # no printed line is longer
-
-
 def cell(value, floatfmt="{:.1f}"):
     """One table cell: floats in the table's one format, "n/a" for None or nan."""
     if value is None or isinstance(value, float) and math.isnan(value):

@@ -200,8 +200,8 @@ class GPT2Tokenizer:
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
         unknown = [i for i in ids if not isinstance(i, numbers.Integral) or i not in self.decoder]
         if unknown:
-            raise ValueError(f"ids must be token ids in [0, {len(self.decoder)}), a flat list or 1-D "
-                             f"tensor; got {unknown[:5]}, which this vocabulary has no token for")
+            raise ValueError(f"ids must be token ids in [0, {len(self.decoder)}), a flat list or "
+                             f"1-D tensor; got {unknown[:5]}: the vocabulary has no token for them")
         data = bytes(self.byte_decoder[c] for i in ids for c in self.decoder[i])
         try:
             return data.decode("utf-8", "surrogatepass")

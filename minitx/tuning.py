@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import past_length
+from .model import embed, past_length
 
 
 def check(name, value, low, high=math.inf, real=False, above=False):
@@ -453,9 +453,7 @@ class Tuned(nn.Module):
     def forward(self, idx, targets=None, past=None, attention_mask=None, task=None):
         """Like GPT.forward, for the task(s) named by `task` (one name, or one per row). The
         attention_mask covers the caller's tokens only: (B, T), or (B, cached + T) with a cache."""
-        if not torch.is_tensor(idx) or idx.dim() != 2 or idx.is_floating_point():
-            raise ValueError(f"idx must be a (B, T) tensor of token ids (one sequence: idx[None]); "
-                             f"got {getattr(idx, 'shape', type(idx))}")
+        x = embed(self.base.transformer.wte, idx, None, past)  # (B, T, C), the ids checked
         B, T = idx.shape
         names = self.row_tasks(task, B)
         head = self.head_of(names, generating=past is not None)
@@ -466,7 +464,6 @@ class Tuned(nn.Module):
             raise ValueError(f"attention_mask must be bool over your own tokens, (B, cached + T) = "
                              f"({B}, {cached} + {T}); got {getattr(attention_mask, 'shape', None)} "
                              f"{getattr(attention_mask, 'dtype', type(attention_mask))}")
-        x = self.base.transformer.wte(idx)  # (B, T, C)
         if embeds is not None:
             x = torch.cat([embeds.to(x.dtype).expand(B, -1, -1), x], dim=1)  # (B, n + T, C)
         mask = None

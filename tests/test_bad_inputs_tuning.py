@@ -272,16 +272,34 @@ def test_mask_shape_errors_count_only_the_callers_tokens(P, n, T, wrong):
               task="prefix")
 
 
-@pytest.mark.parametrize("idx, mask, what", [
-    (ids(5), None, ["idx", "(B, T)", "idx[None]"]),
-    (torch.zeros(2, 3), None, ["idx", "token ids"]),
-    ([[1, 2]], None, ["idx", "list"]),
-    (ids(2, 3), torch.ones(2, 3), ["attention_mask", "bool", "torch.float32"])])
-def test_idx_and_mask_of_the_wrong_kind(idx, mask, what):
+@pytest.mark.parametrize("idx, mask, kind, what", [
+    (ids(5), None, TypeError, ["idx", "(B, T)", "[None]"]),
+    (torch.zeros(2, 3), None, TypeError, ["idx", "token ids", "float32"]),
+    ([[1, 2]], None, TypeError, ["idx", "list"]),
+    (ids(2, 3), torch.ones(2, 3), ValueError, ["attention_mask", "bool", "torch.float32"])])
+def test_idx_and_mask_of_the_wrong_kind(idx, mask, kind, what):
     tuned = Tuned(BASE)
     tuned.add("p", Prefix(BASE, 2))
-    with raises(ValueError, *what):
+    with raises(kind, *what):
         tuned(idx, attention_mask=mask)
+
+
+@given(bad=st.one_of(st.integers(-2**63, -1), st.integers(CFG.vocab_size, 2**63 - 1)),
+       task=st.sampled_from(["p", ["p", "s"]]))
+def test_token_ids_outside_the_vocabulary_are_named(bad, task):
+    tuned = keyed_small()
+    idx = ids(2, 3)
+    idx[1, 1] = bad
+    with raises(ValueError, "idx", f"token id {bad}", "vocab_size=23"):
+        tuned(idx, task=task)
+
+
+@functools.lru_cache(maxsize=None)
+def keyed_small():
+    tuned = Tuned(BASE)
+    tuned.add("p", Prefix(BASE, 2))
+    tuned.add("s", SoftPrompt(BASE, 2))
+    return tuned
 
 
 def test_classification_head_tasks_check_targets_and_refuse_generation():

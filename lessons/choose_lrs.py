@@ -31,7 +31,8 @@ def sweep(tasks, methods, budget, log=print, done=lambda task, losses, choices: 
     losses, choices = {}, {}
     for task in tasks:
         train_set = make_split(task, budget["n_train"], "train", seed=1)
-        val_set = make_split(task, min(budget["n_val"], SMALL_VAL.get(task, budget["n_val"])), "val")
+        n_val = min(budget["n_val"], SMALL_VAL.get(task, budget["n_val"]))
+        val_set = make_split(task, n_val, "val")
         losses[task], choices[task] = {}, {}
         for method in methods:
             runs = {}

@@ -42,8 +42,8 @@ def sweep(tasks, methods, budget, log=print, done=lambda task, losses, choices: 
                 runs[lr] = validation_loss(model, tok, val_set)
             losses[task][method] = runs
             choices[task][method] = min(runs, key=runs.get)
-            log(f"{task:>12} {method:>10}: " + " ".join(f"{lr:g}:{v:.3f}" for lr, v in
-                                                       runs.items()) + f" -> {choices[task][method]:g}")
+            sweep_text = " ".join(f"{lr:g}:{v:.3f}" for lr, v in runs.items())
+            log(f"{task:>12} {method:>10}: {sweep_text} -> {choices[task][method]:g}")
         done(task, losses[task], choices[task])
     return losses, choices
 

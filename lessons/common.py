@@ -90,7 +90,8 @@ class Verdict:
         word when it would be longer than 100 characters."""
         lo, hi = min(self.diffs), max(self.diffs)
         head = f"{self.claim}: {self.word}"
-        tail = f"A-B {self.mean:+.1f}{self.unit} (seeds {lo:+.1f} .. {hi:+.1f}, n={len(self.diffs)})"
+        n = len(self.diffs)
+        tail = f"A-B {self.mean:+.1f}{self.unit} (seeds {lo:+.1f} .. {hi:+.1f}, n={n})"
         return f"{head} | {tail}" if len(head) + len(tail) + 3 <= WIDTH else f"{head}\n    {tail}"
 
 
@@ -119,7 +120,7 @@ def spread(values, fmt="{:.1f}"):
 # are committed in lessons/results/learning_rates.json (written, with its date and settings, by
 # that script); lessons read them with `chosen_lr`. Rerun the script after changing a base model.
 LR_GRID = {
-    "prompt": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1),   # Lester et al. used 0.3 (Adafactor, 30k steps)
+    "prompt": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1),  # Lester et al.: 0.3 (Adafactor, 30k steps)
     "prefix": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0),  # direct P ~ N(0, 1): deep prompt, P-tuning v2
     "prefix_mlp": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),    # P = MLP(P'), Li & Liang §4.3
     "lora": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
@@ -172,9 +173,9 @@ def pretrain(size, steps, seed=0, lr=3e-3, batch_size=32, block=96, n_lines=60_0
     config = Config(vocab_size=tok.vocab_size, block_size=BLOCK_SIZE, **SIZES[size])
     model = GPT(config)
     get_batch = pretraining_batches(tok, n_lines, batch_size, block, seed)
-    result = train(model, get_batch, TrainConfig(steps=steps, lr=lr, warmup_steps=min(100, steps // 10),
-                                                 weight_decay=0.1, log_every=max(1, steps // 10),
-                                                 seed=seed), log=log)
+    config = TrainConfig(steps=steps, lr=lr, warmup_steps=min(100, steps // 10), weight_decay=0.1,
+                         log_every=max(1, steps // 10), seed=seed)
+    result = train(model, get_batch, config, log=log)
     return model.eval(), tok, result
 
 
@@ -184,11 +185,11 @@ def save_base(model, tok, path):
 
 
 def load_base(size="small"):
-    """The committed base model of that size, frozen and in eval mode; returns (model, tokenizer)."""
+    """The committed base model of that size, frozen, in eval mode; returns (model, tokenizer)."""
     path = CHECKPOINTS / f"base_{size}.pt"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `python lessons/04_pretrain_base.py --full` "
-                                f"to make it")
+        raise FileNotFoundError(f"{path} is missing: run `python lessons/04_pretrain_base.py "
+                                f"--full` to make it")
     model, tok = load_model(path)
     return model.requires_grad_(False), tok
 
@@ -341,7 +342,8 @@ def plot_curves(curves, name, xlabel="step", ylabel="loss", title=None):
 @contextlib.contextmanager
 def attention_weights_kept(model):
     """Inside the block every attention layer of `model` runs the written-out path
-    (`use_sdpa=False`) and keeps `.weights` (B, heads, queries, keys); yields the layers in order."""
+    (`use_sdpa=False`) and keeps `.weights` (B, heads, queries, keys); yields the layers in
+    order."""
     layers = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
     for m in layers:
         m.use_sdpa = False

@@ -1,172 +1,140 @@
-"""Lesson 15 — choosing a method: the article's checklist, with evidence measured here.
-
-The source article's fourth chapter ends with a four-way checklist — model scale, hardware
-budget, task type, deployment flexibility — and a rule of thumb: "large models use prompt
-tuning, small models use prefix tuning". It also says prompt tuning is "point and shoot" while
-prefix tuning is sensitive to its settings (try prefix_len {5, 10, 20}, init {uniform, xavier},
-lr {1e-3, 5e-4}).
-
-A checklist is only as good as the evidence behind each line. This lesson gathers that evidence
-at toy scale, on the course's frozen bases, in about a minute, and prints every number it uses:
-
-1. task type x method: prompt tuning, prefix tuning and LoRA (and full fine-tuning as the
-   reference) on three tasks — an understanding task the base already knows (`intent`, asked
-   with no instruction), an understanding task it does not (an order's status from its number,
-   built here from `shipping`), and a generation task it does not (`first_last`) — 2 seeds each;
-2. cost: trainable and kept parameters, the file each method ships, CPU ms per training step,
-   and a byte count of what one training step must hold (weights, gradients, AdamW state, the
-   activations autograd saves for the backward pass);
-3. deployment: whether one batch can mix tasks, checked row by row;
-4. scale: the prompt-vs-prefix gap on the tiny and small bases (and medium with --full);
-5. sensitivity: the article's sweep, one factor at a time (the whole grid with --full), for the
-   prefix and for the soft prompt;
-
-and ends with a decision table: situation -> recommendation -> the measured evidence.
-
-Papers: Lester et al. 2021 (arXiv 2104.08691v2); Li & Liang 2021 (arXiv 2101.00190, ACL
-version); Liu et al. 2022, P-tuning v2 (arXiv 2110.07602); Hu et al. 2021, LoRA (arXiv
-2106.09685).
-
-Run:  python lessons/15_choosing_a_method.py [--fast | --full]
-"""
 # %% [markdown]
-# # 14 · Choosing a method
+# # 15 · Choosing a method
 #
-# The article's comparison of "task types" mixes two questions that a toy world keeps apart:
-# *what kind of output* (a label or a sequence) and *whether the base already has the skill*.
-# The course's base was pretrained on `intent` (it routes customer queries with 84% accuracy
-# even with no instruction) but never on order statuses or on `first_last`. Prompt tuning can
-# only *select* what the frozen network already computes; whether that is enough depends far more
-# on the second question than on the first.
+# The source article's fourth chapter ends with a checklist — task type, hardware budget,
+# deployment flexibility, model scale — and a rule of thumb: "large models use prompt tuning, small
+# models use prefix tuning". A checklist is only as good as the evidence behind each line. This
+# lesson gathers that evidence at toy scale on the course's frozen small base and ends with a
+# decision table whose every line is computed from this run.
+#
+# What you will learn:
+# 1. to compare methods fairly: every method at the learning rate chosen for it on *validation*
+#    data, the same seeds for every arm, and a verdict from the per-seed differences — with the
+#    parameter counts printed next to every comparison, because the methods differ in size;
+# 2. what a training step costs each method (parameters, file, memory counted tensor by tensor);
+# 3. which methods can serve several tasks in one batch;
+# 4. how to turn all of that into a recommendation that says "not shown" when the seeds disagree.
+#
+# Papers: Lester et al. 2021, Li & Liang 2021, Liu et al. (P-tuning v2), Hu et al. (LoRA) — see
+# [REFERENCES.md](REFERENCES.md).
+#
+# Run: `python lessons/15_choosing_a_method.py [--fast | --full]`
 
 # %%
 import copy
 import io
-import math
-import statistics
-import sys
+import json
 import tempfile
-import time
+import textwrap
 
 import torch
-import torch.nn as nn
 
-from common import (TASKS, classify, full_finetune, load_base, make_split, predict, score, setup,
-                    table, task_batches, tune)
+from common import (RESULTS, SEEDS, build_method, chosen_lr, evaluate, lesson_mode, load_base,
+                    setup, spread, table, takeaway, task_batches, train_method, verdict)
 from minitx.data import encode_prompts
-from toyworld import Example, prompt_text
-from minitx.tuning import LoRA, Prefix, SoftPrompt, Tuned, count_parameters
+from minitx.tuning import Tuned, count_parameters
+from toyworld import make_split, prompt_text
 
-# %% [markdown]
-# ## The tasks
-#
-# `order status` is made here from the course's `shipping` queries: the label is the last word
-# of the true answer — packed (first digit 1-3), way ("is on its way", 4-6) or delivered (7-9).
-# Reading one digit and mapping it to one of three words is a rule the base has never seen.
-
-# %%
-STATUS_LABELS = ("packed", "way", "delivered")
-
-
-def order_status(split, n):
-    seed = 1 if split == "train" else 0
-    return [Example(e.source, e.target.split()[-1], (e.target.split()[-1],), e.target.split()[-1])
-            for e in make_split("shipping", n, split, seed)]
-
-
-def course_task(name):
-    return lambda split, n: make_split(name, n, split, seed=1 if split == "train" else 0)
-
-
-TASK_SET = {  # name: (examples(split, n), labels or None, kind, steps (default run))
-    "intent": (course_task("intent"), TASKS["intent"].labels, "understanding, base has the skill", 20),
-    "order status": (order_status, STATUS_LABELS, "understanding, new skill", 60),
-    "first_last": (course_task("first_last"), None, "generation, new skill", 60),
+MODE = lesson_mode()
+SETTINGS = {
+    "fast": dict(steps={"intent": 3, "first_last": 3}, n_train=16, n_test=8),
+    "default": dict(steps={"intent": 30, "first_last": 100}, n_train=128, n_test=40),
+    "full": dict(steps={"intent": 100, "first_last": 200}, n_train=256, n_test=100),
 }
-
-
-def metric(model, tok, task, examples):
-    """Accuracy % (label word with the highest logit) or exact match % (greedy answer)."""
-    labels = TASK_SET[task][1]
-    if labels:
-        return classify(model, tok, examples, list(labels))
-    return score(predict(model, tok, examples), examples)["exact"]
-
+S = SETTINGS[MODE]
+SEED_LIST = SEEDS[MODE]
+setup(0)
+base, tok = load_base("small")
+print(f"mode {MODE}: seeds {list(SEED_LIST)}; steps: " + ", ".join(f"{t} {n}" for t, n in
+      S["steps"].items()))
+print(f"{S['n_train']} training and {S['n_test']} test examples per task")
 
 # %% [markdown]
-# ## The methods
+# ## The question behind "task type"
 #
-# Each with its paper's recipe, scaled to a toy model trained for tens of steps:
+# The article's "task types" mix two questions that a toy world keeps apart: *what kind of output*
+# (a label or a sequence) and *whether the base already has the skill*. The course's base was
+# pretrained on `intent` (a customer query -> returns / shipping / recommend), never on
+# `first_last` (a list of words -> its last word, then its first). A soft prompt can only *select*
+# what the frozen network already computes; a prefix reaches every layer; LoRA changes the
+# attention's projections. The two tasks:
 #
-# | method | module | learning rate | why |
+# | task | output | does the base have the skill? | metric |
 # | --- | --- | --- | --- |
-# | prompt | `SoftPrompt(10)`, class-label init (classification) or sampled vocabulary | 0.3 | Lester et al.: 0.3, label init best |
-# | prefix | `Prefix(10, mid=512)` (the MLP is dropped after training) | 1e-3 | Li & Liang: mid 512; a higher LR than full FT |
-# | LoRA | `LoRA(r=4, alpha=32)` on `attn.c_attn` (Q, K, V) | 3e-3 | Hu et al.: r=4, alpha=32 on GPT-2 |
-# | full FT | every weight of a copy | 1e-3 | the reference |
+# | `intent` (no instruction) | a label | yes, pretrained | accuracy of the label word's logit |
+# | `first_last` | a sequence | no | exact match of the greedy answer |
+#
+# ## The methods, and how each is set up
+#
+# Every method has the course's standard size (`common.build_method`): a 10-token soft prompt; a
+# 10-position prefix reparameterized as P = MLP(P′) with a hidden width of 128 (Li & Liang §4.3;
+# only P is kept after training); LoRA with Hu et al.'s r = 4 and α = 32 — **but on the fused
+# `c_attn`, i.e. on Q, K and V**, where Hu et al. adapt Wq and Wv only, so this LoRA trains 3/2 as
+# many numbers per layer as theirs. Each trains at the rate `lessons/choose_lrs.py` chose for that
+# method and task on the validation split (`common.chosen_lr`); the test split is only scored.
+# The methods differ in size, so every verdict below prints the parameter counts beside it.
 
 # %%
-METHOD_LR = {"prompt": 0.3, "prefix": 1e-3, "LoRA": 3e-3, "full FT": 1e-3}
-
-
-def make_method(name, base, tok, labels, length=10):
-    if name == "prompt":
-        return SoftPrompt(base, length, init=tok.encode(" ".join(labels)) if labels else "vocab")
-    if name == "prefix":
-        return Prefix(base, length, mid=512)
-    if name == "LoRA":
-        return LoRA(base, r=4, alpha=32, targets=("attn.c_attn",))
-    raise ValueError(name)
-
-
-def model_bytes(model):
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.getbuffer().nbytes
-
-
-def shipped(name, model, method=None):
-    """(kept parameters, file bytes): the exported prefix / prompt / LoRA saved with Tuned.save,
-    or the whole fine-tuned model."""
-    if method is None:
-        return count_parameters(model)[1], model_bytes(model)
-    kept = method.export() if isinstance(method, Prefix) else method
-    holder = Tuned(model.base)
-    holder.add(name, kept)
-    with tempfile.TemporaryDirectory() as directory:
-        return count_parameters(kept)[0], holder.save(name, directory)
-
-
-def run(base, tok, method, task, steps, seed, n_train=256, n_test=100):
-    """Train one method on one task; measure its score and costs."""
-    examples, labels = TASK_SET[task][0], TASK_SET[task][1]
-    train_set, test = examples("train", n_train), examples("test", n_test)
-    torch.manual_seed(seed)
-    start = time.process_time()
-    if method == "full FT":
-        model, _ = full_finetune(base, tok, train_set, steps, METHOD_LR[method], seed=seed)
-        module = None
-    else:
-        module = make_method(method, base, tok, labels)
-        model, _ = tune(base, tok, module, train_set, steps, METHOD_LR[method], seed=seed)
-    cpu_ms = 1e3 * (time.process_time() - start) / steps
-    trained = count_parameters(model)[0]
-    kept, file_bytes = shipped(task, model, module)
-    return dict(score=metric(model, tok, task, test), cpu_ms=cpu_ms, trained=trained, kept=kept,
-                file_kb=file_bytes / 1024, model=model)
-
+TASK_LIST = ("intent", "first_last")
+METHODS = ("prompt", "prefix_mlp", "lora")
+METRIC = {"intent": "accuracy", "first_last": "exact"}
+data = {t: (make_split(t, S["n_train"], "train", seed=1), make_split(t, S["n_test"], "test"))
+        for t in TASK_LIST}
+scores, models = {}, {}
+for task in TASK_LIST:
+    train_set, test_set = data[task]
+    for method in METHODS:
+        scores[task, method] = []
+        for seed in SEED_LIST:
+            model, _ = train_method(method, base, tok, train_set, S["steps"][task],
+                                    chosen_lr(task, method), seed=seed)
+            scores[task, method].append(evaluate(model, tok, task, test_set)[METRIC[task]])
+            if seed == SEED_LIST[0]:
+                models[task, method] = model.tasks["task"]  # kept for the deployment check
+frozen = {t: evaluate(base, tok, t, data[t][1])[METRIC[t]] for t in TASK_LIST}
+trained = {m: count_parameters(models[TASK_LIST[0], m])[0] for m in METHODS}
+kept = {m: count_parameters(models[TASK_LIST[0], m].export() if m == "prefix_mlp"
+                            else models[TASK_LIST[0], m])[0] for m in METHODS}
+rows = [{"task": t, "method": m, "lr": f"{chosen_lr(t, m):g}", "trained": f"{trained[m]:,}",
+         "kept": f"{kept[m]:,}", "score % (min-max)": spread(scores[t, m])}
+        for t in TASK_LIST for m in METHODS]
+rows += [{"task": t, "method": "frozen base", "lr": "n/a", "trained": "0", "kept": "0",
+          "score % (min-max)": spread([frozen[t]])} for t in TASK_LIST]
+table(rows, f"Score per task and method, mean over seeds {list(SEED_LIST)}", notes={
+    "lr": "chosen on the validation split by lessons/choose_lrs.py",
+    "trained": "parameters that receive gradients (the prefix's MLP included)",
+    "kept": "parameters the method ships after training (the prefix: P only)",
+    "score %": "intent: accuracy; first_last: exact match; mean (lowest-highest seed)"})
 
 # %% [markdown]
-# ## What a training step must hold, byte by byte
+# ## Verdicts, pair by pair
 #
-# Peak memory on a shared CPU is hard to measure cleanly (the process's peak RSS includes
-# torch itself and never goes down), so this lesson counts tensors instead: the weights; one
-# gradient and two AdamW moments per *trainable* number; and every tensor autograd saves for
-# the backward pass (found with `torch.autograd.graph.saved_tensors_hooks`; parameters and
-# duplicate views are not counted twice). A frozen base still needs its activations — the
-# gradient must travel back through every layer to reach a prefix — but fewer of them: for
-# y = x·W with W frozen, the backward pass needs W (already in memory) and not x.
+# For each task and each pair of methods: the per-seed difference of their scores (same seed,
+# same data order), and the verdict it supports — "holds" when every seed favours the first
+# method, "reversed" when every seed favours the second, else "not shown (within seed spread)".
+# A verdict compares methods *at their standard sizes*, which are not equal; lesson 09 compares
+# them at equal numbers of trainable parameters.
 
+# %%
+PAIRS = (("prefix_mlp", "prompt"), ("lora", "prompt"), ("lora", "prefix_mlp"))
+verdicts = {}
+for task in TASK_LIST:
+    print(f"\n{task} ({METRIC[task]} %):")
+    for a, b in PAIRS:
+        verdicts[task, a, b] = verdict(f"{a} beats {b}", scores[task, a], scores[task, b])
+        print(f"    parameters trained {trained[a]:,} vs {trained[b]:,}; "
+              f"kept {kept[a]:,} vs {kept[b]:,}")
+
+# %% [markdown]
+# ## What a method costs
+#
+# Parameters and the file are exact counts. Memory is counted, not sampled (a process's peak
+# memory on a shared CPU includes torch itself and never goes down): one training step holds the
+# weights; a gradient and two AdamW moments per *trainable* number; and every tensor autograd saves
+# for the backward pass (found with `torch.autograd.graph.saved_tensors_hooks`; parameters and
+# views of one storage are counted once). A frozen base still needs activations — the gradient
+# must travel back through every layer to reach a prefix — but fewer: for y = x·W with W frozen,
+# the backward pass needs W, not x.
 
 # %%
 def step_bytes(model, batch):
@@ -192,328 +160,202 @@ def step_bytes(model, batch):
     return out
 
 
-def memory_rows(base, tok, batch_size=16, task="first_last"):
-    batch = task_batches(tok, TASK_SET[task][0]("train", 64), batch_size)(0)
-    rows = []
-    for name in ("full FT", "prompt", "prefix", "prefix, no MLP", "LoRA"):
-        torch.manual_seed(0)
-        if name == "full FT":
-            model = copy.deepcopy(base).requires_grad_(True).train()
-        else:
-            model = Tuned(base)
-            model.add("t", Prefix(base, 10) if name == "prefix, no MLP"
-                      else make_method(name, base, tok, None))
-            model.train()
-        kb = {k: v / 1024 for k, v in step_bytes(model, batch).items()}
-        rows.append({"method": name, **kb})
-    full = rows[0]["total"]
-    for r in rows:
-        r["vs full FT"] = r["total"] / full
-    return rows
+def file_kb(name, model):
+    """KB of what ships: a method saved with Tuned.save (a prefix exported), or a whole model."""
+    buffer = io.BytesIO()
+    if name == "full":
+        torch.save(model.state_dict(), buffer)
+        return buffer.getbuffer().nbytes / 1024
+    holder = Tuned(base)
+    holder.add(name, model.tasks["task"].export() if name.startswith("prefix")
+               else model.tasks["task"])
+    with tempfile.TemporaryDirectory() as directory:
+        return holder.save(name, directory) / 1024
 
+
+batch = task_batches(tok, data["first_last"][0], 16)(0)
+costs = []
+for name in ("prompt", "prefix", "prefix_mlp", "lora", "adapter", "full"):
+    torch.manual_seed(0)
+    if name == "full":
+        model = copy.deepcopy(base).requires_grad_(True).train()
+    else:
+        model = Tuned(base)
+        model.add("task", build_method(name, base))
+        model.train()
+    held = {k: v / 1024 for k, v in step_bytes(model, batch).items()}
+    costs.append({"method": name, "trained": count_parameters(model)[0],
+                  "file KB": file_kb(name, model), "weights KB": held["weights"],
+                  "grad+AdamW KB": held["gradients"] + held["AdamW state"],
+                  "activations KB": held["activations"], "step total KB": held["total"]})
+    model.eval()
+full_total = costs[-1]["step total KB"]
+for row in costs:
+    row["% of full"] = 100 * row["step total KB"] / full_total
+    row["trained"] = f"{row['trained']:,}"
+table(costs, "Cost on first_last (batch 16, fp32, small base)", floatfmt="{:.0f}", notes={
+    "prefix": "a direct prefix: P itself trained (P-tuning v2's deep prompt), no MLP",
+    "file KB": "what ships per task: Tuned.save's weights file (prefix exported), or the model",
+    "grad+AdamW KB": "one gradient and two AdamW moments per trainable number",
+    "activations KB": "tensors autograd saves for the backward pass",
+    "% of full": "step total as a share of full fine-tuning's step total"})
 
 # %% [markdown]
-# ## Deployment: can one batch mix tasks?
+# ## Deployment: can one batch serve several tasks?
 #
-# The same method trained on two tasks, one row of each in one left-padded batch, compared with
-# each row run alone. Full fine-tuning cannot do this at all: two tasks are two models.
-
+# The modules trained above (seed 0) on both tasks, one row per task and method, all in one
+# left-padded batch; each row compared with that row run alone. Full fine-tuning cannot do this
+# at all: two tasks are two models. A LoRA *merged* into the weights (zero extra cost at
+# inference) serves one task per copy of the weights; unmerged, `Tuned` applies it per row.
 
 # %%
-@torch.no_grad()
-def mixed_batch_diff(models, tok):
-    """models: {task: Tuned with one method}. Max |logit diff| of the mixed batch vs alone."""
-    serving = Tuned(next(iter(models.values())).base)
-    rows = []
-    for task, tuned in models.items():
-        serving.add(task, tuned.tasks["task"])  # common.tune names its one task "task"
-        rows.append(TASK_SET[task][0]("test", 1)[0])
-    names = list(models)
-    idx, mask = encode_prompts(tok, [prompt_text(e) for e in rows])
-    mixed = serving(idx, attention_mask=mask, task=names)[0]
-    worst = 0.0
-    for r, (example, name) in enumerate(zip(rows, names)):
+serving = Tuned(base)
+names, rows_in = [], []
+for task in TASK_LIST:
+    for method in METHODS:
+        serving.add(f"{task}-{method}", models[task, method])
+        names.append(f"{task}-{method}")
+        rows_in.append(data[task][1][0])
+with torch.no_grad():
+    idx, mask = encode_prompts(tok, [prompt_text(e) for e in rows_in])
+    mixed = serving(idx, attention_mask=mask, task=names)[0]  # (B, T, vocab)
+    mixed_diff = {}
+    for row, (example, name) in enumerate(zip(rows_in, names)):
         alone = serving(torch.tensor([tok.encode(prompt_text(example))]), task=name)[0][0]
-        worst = max(worst, (mixed[r, -alone.size(0):] - alone).abs().max().item())
-    return worst
-
+        method = name.split("-")[1]
+        diff = (mixed[row, -alone.size(0):] - alone).abs().max().item()
+        mixed_diff[method] = max(mixed_diff.get(method, 0.0), diff)
+deployment = [{"method": m, "mixed batch": "yes", "max |diff| vs alone": mixed_diff[m]}
+              for m in METHODS]
+deployment.append({"method": "full", "mixed batch": "no: one model per task",
+                   "max |diff| vs alone": None})
+table(deployment, f"{len(names)} rows, {len(names)} task modules, one batch",
+      floatfmt="{:.1e}", notes={"max |diff| vs alone": "largest logit difference, mixed batch "
+                                                      "vs the row alone (float32 rounding)"})
 
 # %% [markdown]
-# ## Sensitivity: the article's sweep
+# ## Sensitivity to the learning rate
 #
-# Prefix: length {5, 10, 20}, init of P′ (the MLP's input embedding) {normal (the module's
-# default), uniform(0, 1) — Li & Liang's random baseline —, xavier}, lr {1e-3, 5e-4}. The default
-# run changes one factor at a time around the grid's prefix setting (10, normal, 1e-3), whose
-# seed-0 run it reuses; `--full` runs the whole grid, and the same kind of grid for the soft
-# prompt (length {5, 10, 20}, init {label/vocabulary, uniform(-0.5, 0.5)}, lr {0.3, 0.1}).
-# "Spread" is the best minus the worst score over the sweep — how much a careless choice costs —
-# to be read against the spread between two *seeds* of one setting (the noise floor).
-
+# The article calls prompt tuning "point and shoot" and prefix tuning sensitive to its settings.
+# `lessons/choose_lrs.py` already measured one setting for every method: the validation loss at
+# each learning rate of its grid (seed 0, its own budget). The ratio of the worst to the best
+# validation loss over the grid says how much a careless learning rate costs. It is shown for
+# `first_last` only: on `intent` every loss is close to zero, and ratios of tiny numbers mislead.
+# One seed, so this is a description, not a verdict.
 
 # %%
-SWEEP = {"prefix": ((10, 5, 20), ("normal", "uniform", "xavier"), (1e-3, 5e-4)),
-         "prompt": ((10, 5, 20), ("vocab", "uniform"), (0.3, 0.1))}
+sweep = json.loads((RESULTS / "learning_rates.json").read_text()).get("validation_loss", {})
+sensitivity = []
+for method in METHODS:
+    losses = sweep.get("first_last", {}).get(method, {})
+    if losses:
+        sensitivity.append({"method": method, "rates": len(losses),
+                            "best loss": min(losses.values()), "worst loss": max(losses.values()),
+                            "worst / best": max(losses.values()) / min(losses.values())})
+if sensitivity:
+    table(sensitivity, "first_last: validation loss over each method's learning-rate grid "
+                       "(seed 0)", floatfmt="{:.2f}",
+          notes={"rates": "learning rates tried (common.LR_GRID)"})
+else:
+    print("(lessons/results/learning_rates.json holds no per-rate losses: rerun choose_lrs.py)")
 
-
-def sweep_configs(method, full):
-    lengths, inits, lrs = SWEEP[method]
-    if full:
-        return [(n, i, lr) for n in lengths for i in inits for lr in lrs]
-    return ([(n, inits[0], lrs[0]) for n in lengths[1:]] + [(lengths[0], i, lrs[0]) for i in inits[1:]]
-            + [(lengths[0], inits[0], lr) for lr in lrs[1:]])  # one factor at a time
-
-
-def sweep_module(method, base, length, init):
-    if method == "prompt":
-        return SoftPrompt(base, length, init="vocab" if init == "vocab" else "random")
-    prefix = Prefix(base, length, mid=512)  # P′ starts N(0, 1): nn.Embedding's default
-    with torch.no_grad():
-        if init == "uniform":
-            prefix.embedding.weight.uniform_(0.0, 1.0)
-        elif init == "xavier":
-            nn.init.xavier_uniform_(prefix.embedding.weight)
-    return prefix
-
-
-def sweep(base, tok, task, steps, methods, full, done=(), seed=0, n_test=100):
-    """Rows (method, length, init, lr, score); `done` holds rows already measured (reused)."""
-    examples = TASK_SET[task][0]
-    train_set, test = examples("train", 256), examples("test", n_test)
-    rows = list(done)
-    for method in methods:
-        for length, init, lr in sweep_configs(method, full):
-            if any((r["method"], r["length"], r["init"], r["lr"]) == (method, length, init, lr)
-                   for r in rows):
-                continue
-            torch.manual_seed(seed)
-            module = sweep_module(method, base, length, init)
-            model, _ = tune(base, tok, module, train_set, steps, lr, seed=seed)
-            rows.append({"method": method, "length": length, "init": init, "lr": lr,
-                         "exact %": metric(model, tok, task, test)})
-    return rows
-
+# %% [markdown]
+# ## The decision table
+#
+# Each recommendation is computed from the verdicts above: a method is *ruled out* on a task when
+# some other method beats it on every seed ("holds"); among the methods not ruled out, the one
+# that ships the fewest numbers is recommended. When the seeds do not separate two methods, the
+# table says so instead of naming a winner. Scale is not measured here: lesson 11 measures the
+# direction of Lester et al.'s scale curve on three base sizes.
 
 # %%
-def spread(values):
-    return max(values) - min(values)
+def recommend(pair_verdicts, kept):
+    """(method, methods ruled out) from {(a, b): Verdict of "a beats b"} and {method: kept
+    parameters}: ruled out = beaten on every seed by another method; the recommendation = the
+    method not ruled out that ships the fewest numbers."""
+    ruled_out = set()
+    for (a, b), v in pair_verdicts.items():
+        if v.word == "holds":
+            ruled_out.add(b)
+        elif v.word == "reversed":
+            ruled_out.add(a)
+    candidates = [m for m in kept if m not in ruled_out] or list(kept)
+    return min(candidates, key=kept.get), sorted(ruled_out)
 
 
-def mean_row(runs, key="score"):
-    values = [r[key] for r in runs]
-    return {"mean": statistics.mean(values), "min": min(values), "max": max(values)}
+def evidence(task):
+    return "; ".join(f"{a} vs {b}: {verdicts[task, a, b].word} ({verdicts[task, a, b].mean:+.1f})"
+                     for a, b in PAIRS)
 
 
-def main(fast=False, full=False):
-    setup(seed=0)
-    t0 = time.process_time()
-    base, tok = load_base("small")
-    seeds = (0,) if fast else (0, 1, 2) if full else (0, 1)
-    step_scale = 0.1 if fast else 2.0 if full else 1.0
-    n_test = 12 if fast else 60
-    results = {}
-
-    # %% [markdown]
-    # ### 1-2. Task type x method, with the costs
-    # %%
-    runs, grid = {}, []
-    steps_fl = max(5, int(TASK_SET["first_last"][3] * step_scale))
-    for task, (_, labels, kind, steps) in TASK_SET.items():
-        steps = max(5, int(steps * step_scale))
-        for method in ("prompt", "prefix", "LoRA", "full FT"):
-            method_seeds = seeds if method != "full FT" else seeds[:1]  # the reference: one seed
-            rs = [run(base, tok, method, task, steps, s, n_test=n_test) for s in method_seeds]
-            runs[(task, method)] = rs
-            m = mean_row(rs)
-            grid.append({"task": task, "kind": kind, "steps": steps, "method": method,
-                         "seeds": len(rs), "score %": m["mean"], "min": m["min"], "max": m["max"],
-                         "trained": rs[0]["trained"], "kept": rs[0]["kept"],
-                         "file KB": rs[0]["file_kb"],
-                         "CPU ms/step": statistics.median(r["cpu_ms"] for r in rs)})
-    results["grid"] = table(grid, "score (accuracy % or exact match %) and costs, mean over seeds "
-                                  "(min-max); full FT: one seed, the reference")
-
-    # %% [markdown]
-    # ### 2. Memory: what one training step holds
-    # %%
-    results["memory"] = table(memory_rows(base, tok, batch_size=16), "KB held by one training "
-                              "step on first_last (batch 16), small base, fp32", floatfmt="{:.1f}")
-
-    # %% [markdown]
-    # ### 3. Deployment: one batch, two tasks
-    # %%
-    flex = []
-    for method in ("prompt", "prefix", "LoRA"):
-        models = {t: runs[(t, method)][0]["model"] for t in ("order status", "first_last")}
-        flex.append({"method": method, "mixed batch": "yes",
-                     "max |diff| vs alone": mixed_batch_diff(models, tok)})
-    flex.append({"method": "full FT", "mixed batch": "no: one model per task",
-                 "max |diff| vs alone": float("nan")})
-    results["deployment"] = table(flex, "order status + first_last in one batch", "{:.1e}")
-
-    # %% [markdown]
-    # ### 4. Scale: does the prompt-vs-prefix gap shrink as the base grows?
-    # first_last, the same steps and seeds on every base.
-    # %%
-    sizes = ("tiny", "small", "medium") if full else ("tiny", "small")
-    scale_rows = []
-    for size in sizes:
-        b, t = (base, tok) if size == "small" else load_base(size)
-        by = {}
-        for method in ("prompt", "prefix", "full FT"):
-            rs = runs[("first_last", method)] if size == "small" else [
-                run(b, t, method, "first_last", steps_fl, s, n_test=n_test)
-                for s in (seeds if method != "full FT" else seeds[:1])]
-            by[method] = statistics.mean(r["score"] for r in rs)
-        scale_rows.append({"base": size, "params": count_parameters(b)[1],
-                           "prompt": by["prompt"], "prefix": by["prefix"], "full FT": by["full FT"],
-                           "full FT - prompt": by["full FT"] - by["prompt"],
-                           "prefix - prompt": by["prefix"] - by["prompt"]})
-    results["scale"] = table(scale_rows, f"first_last exact %, {steps_fl} steps, mean of "
-                                         f"{len(seeds)} seed(s) (full FT: 1)")
-
-    # %% [markdown]
-    # ### 5. Sensitivity: the article's sweep
-    # %%
-    base_run = runs[("first_last", "prefix")]
-    done = [{"method": "prefix", "length": 10, "init": "normal", "lr": METHOD_LR["prefix"],
-             "exact %": base_run[0]["score"]}]
-    sweep_rows = sweep(base, tok, "first_last", steps_fl, ("prefix", "prompt") if full else
-                       ("prefix",), full, done, n_test=n_test)
-    results["sweep"] = table(sweep_rows, f"first_last, {steps_fl} steps, seed 0",
-                             floatfmt="{:g}")
-    spreads = {m: spread([r["exact %"] for r in sweep_rows if r["method"] == m])
-               for m in dict.fromkeys(r["method"] for r in sweep_rows)}
-    noise = {m: spread([r["score"] for r in runs[("first_last", m)]]) for m in ("prefix", "prompt")}
-    print("spread (best - worst) over the sweep: " + ", ".join(
-        f"{m} {v:.1f} points" for m, v in spreads.items()) + "; between seeds of one setting: "
-        + ", ".join(f"{m} {v:.1f}" for m, v in noise.items()))
-    results["sweep_spread"], results["seed_spread"] = spreads, noise
-
-    # %% [markdown]
-    # ### The decision table
-    # Each recommendation is computed from the numbers above: the frozen-base method with the
-    # best mean score, and among those within 2 points of it, the one with the smallest file.
-    # %%
-    effects = {m: factor_effects(sweep_rows, m, (10, SWEEP[m][1][0], METHOD_LR[m]))
-               for m in spreads}
-    results["sweep_effects"] = effects
-    results["decisions"] = table(decisions(grid, scale_rows, results["memory"], flex, effects, noise),
-                                 "situation -> recommendation -> measured evidence")
-    results["cpu_seconds"] = time.process_time() - t0
-    print(f"\nCPU time: {results['cpu_seconds']:.1f} s")
-    return results
-
-
-def pick(rows):
-    """The best frozen-base method by mean score; among those within 2 points, the smallest file."""
-    peft = [r for r in rows if r["method"] != "full FT"]
-    best = max(r["score %"] for r in peft)
-    return min((r for r in peft if r["score %"] >= best - 2.0), key=lambda r: r["file KB"])
-
-
-def evidence(rows):
-    return ", ".join(f"{r['method']} {r['score %']:.0f}" for r in rows)
-
-
-def decisions(grid, scale_rows, memory, flex, effects, noise):
-    by_task = {t: [r for r in grid if r["task"] == t] for t in TASK_SET}
-    out = []
-    for task, situation in (("intent", "the base already has the skill (a label here)"),
-                            ("order status", "understanding (a label), new skill, small model"),
-                            ("first_last", "generation, new skill, small model")):
-        choice = pick(by_task[task])
-        out.append({"situation": situation, "recommendation": choice["method"],
-                    "evidence (measured here)": f"{task} %: {evidence(by_task[task])}"})
-    gaps = ", ".join(f"{r['base']} {r['full FT - prompt']:+.0f}" for r in scale_rows)
-    closing = all(a["full FT - prompt"] > b["full FT - prompt"] + 2
-                  for a, b in zip(scale_rows, scale_rows[1:]))
-    out.append({"situation": "model scale: small base (< 10M here)",
-                "recommendation": pick([r for r in grid if r["task"] == "first_last"])["method"],
-                "evidence (measured here)": f"first_last, full FT minus prompt by base: {gaps} "
-                                            f"({'closing' if closing else 'not closing'} with size)"})
-    out.append({"situation": "model scale: > 10B parameters",
-                "recommendation": "prompt (paper)",
-                "evidence (measured here)": "not measurable here; Lester et al. 2021: prompt "
-                                            "tuning matches model tuning at T5-XXL (11B)"})
-    mem = {r["method"]: r for r in memory}
-    lightest = min((r for r in memory if r["method"] != "full FT"), key=lambda r: r["total"])
-    out.append({"situation": "hardware budget (memory)",
-                "recommendation": f"a frozen base; {lightest['method']} lightest here",
-                "evidence (measured here)": f"KB per step: full FT {mem['full FT']['total']:.0f}, "
-                                            + ", ".join(f"{m} {r['total']:.0f}" for m, r in
-                                                        mem.items() if m != "full FT")})
-    files = {r["method"]: r["file KB"] for r in grid if r["task"] == "first_last"}
-    diffs = ", ".join(f"{r['method']} {r['max |diff| vs alone']:.0e}" for r in flex
-                      if not math.isnan(r["max |diff| vs alone"]))
-    out.append({"situation": "many tasks served from one copy",
-                "recommendation": "prompt / prefix / LoRA (unmerged)",
-                "evidence (measured here)": "file KB: " + ", ".join(
-                    f"{m} {v:.0f}" for m, v in files.items()) + f"; mixed = alone: {diffs}"})
-    advice, facts = [], []
-    for m, effect in effects.items():
-        big = [f for f, v in sorted(effect.items(), key=lambda kv: -kv[1]) if v > noise[m]]
-        advice.append(f"{m}: {'check ' + ' and '.join(big) + ' first' if big else 'defaults ok'}")
-        facts.append(f"{m} " + ", ".join(f"{f} {v:.0f}" for f, v in effect.items()))
-    out.append({"situation": "little time to tune settings", "recommendation": "; ".join(advice),
-                "evidence (measured here)": "first_last, range per factor: " + "; ".join(facts)
-                + " points; seeds " + ", ".join(f"{m} {noise[m]:.0f}" for m in effects)})
-    return out
-
-
-def factor_effects(rows, method, baseline):
-    """For each factor: the range of scores over rows that differ from `baseline` (length,
-    init, lr) in that factor only (the baseline included)."""
-    rows = [r for r in rows if r["method"] == method]
-    out = {}
-    for i, factor in enumerate(("length", "init", "lr")):
-        keep = [r["exact %"] for r in rows if all(
-            (r["length"], r["init"], r["lr"])[j] == baseline[j] for j in range(3) if j != i)]
-        out[factor] = spread(keep)
-    return out
-
+decisions, choices = [], {}
+for task, situation in (("intent", "the base already has the skill (a label here)"),
+                        ("first_last", "a new skill (generation here)")):
+    choice, out = recommend({(a, b): verdicts[task, a, b] for a, b in PAIRS}, kept)
+    choices[task] = choice
+    decisions.append((situation, f"{choice} (ruled out: {', '.join(out) or 'none'})",
+                      f"{task}, {METRIC[task]}: {evidence(task)}"))
+by_cost = {row["method"]: row for row in costs}
+lightest = min((r for r in costs if r["method"] != "full"), key=lambda r: r["step total KB"])
+decisions.append(("memory is the limit", f"a frozen base; {lightest['method']} held the least",
+                  "KB per training step: " + ", ".join(f"{m} {r['step total KB']:.0f}"
+                                                      for m, r in by_cost.items())))
+decisions.append(("many tasks from one copy of the model", "prompt, prefix or unmerged LoRA",
+                  "mixed batch = each row alone, max |diff| " + ", ".join(
+                      f"{m} {d:.0e}" for m, d in mixed_diff.items()) + "; full: a model per task"))
+if sensitivity:
+    ratios = {r["method"]: r["worst / best"] for r in sensitivity}
+    decisions.append(("no time to tune", "keep the chosen rate; sweep it for a new task",
+                      "first_last validation loss, worst / best over the grid: " + ", ".join(
+                          f"{m} {v:.1f}x" for m, v in ratios.items()) + " (one seed)"))
+decisions.append(("a model with billions of parameters", "prompt tuning (paper, not measured)",
+                  "Lester et al. §3.1: prompt tuning matches model tuning at T5-XXL (11B); "
+                  "lesson 11 measures the direction at toy scale"))
+print("\nDecision table (situation -> recommendation; evidence from this run)")
+for situation, choice, why in decisions:
+    print(f"\n* {situation}\n  -> {choice}")
+    print(textwrap.fill(why, 98, initial_indent="     ", subsequent_indent="     "))
 
 # %% [markdown]
 # ## Reading the table against the article
 #
-# The tables above are the evidence; the few numbers quoted below are from `--full` (120 steps,
-# 3 seeds, the medium base added, the whole sweep grid) at the time of writing, to show where
-# the short default run points.
-#
-# * **Task type.** Whether the base already has the skill decides more than the kind of output.
-#   On `intent` every method reaches 100% within 20 steps, and the soft prompt ships the
-#   smallest file. On the new skills no frozen-base method matches full fine-tuning in 60 steps,
-#   and the order depends on the task: the prefix leads on `first_last` (generation; `--full`:
-#   prefix 90, LoRA 82, prompt 71), LoRA on `order status` (a label; `--full`: LoRA 95, prefix
-#   44, prompt 38), where the label-initialised soft prompt comes closest to LoRA in the short
-#   run. So "generation favours prefix" shows here; "understanding favours prompt" does not: on
-#   the label task the input layer alone was never the clear winner — as P-tuning v2 (arXiv
-#   2110.07602) found below ~10B parameters, where deep prompts (a prefix in every layer) were
-#   needed to match fine-tuning on understanding tasks.
-# * **Scale.** The rule of thumb rests on Lester et al. (arXiv 2104.08691v2): the gap between
-#   prompt tuning and model tuning closes as T5 grows and vanishes at XXL (11B). In the default
-#   run the gap narrows only a little from tiny to small (60 steps leave the soft prompt
-#   under-trained). `--full` shows the direction clearly: full FT minus prompt 96 -> 29 -> 16
-#   points from the tiny (0.13M) to the small (0.84M) to the medium (1.9M) base, and prefix minus
-#   prompt 69 -> 19 -> 13. Nothing at this scale can reach the end of the curve.
-# * **Hardware.** A frozen base drops the gradients and AdamW state of its weights — three
-#   copies of the model at fp32 — but keeps the activations, because the gradient still runs
-#   back through every layer. Two toy-scale effects to know: a soft prompt makes every sequence
-#   longer (here 10 virtual tokens on lines of ~12), so its activations exceed full
-#   fine-tuning's; and the reparameterization MLP (590K numbers against an 845K base; ~7% of
-#   GPT-2-medium in the paper) costs nearly as much as full fine-tuning while it trains, then
-#   `export()` drops it. LoRA holds the least: autograd keeps the inputs of only the layers it
-#   adapts.
-# * **Deployment.** Soft prompts, prefixes and unmerged LoRA all serve several tasks in one batch,
-#   each row equal to its single-task run; full fine-tuning needs a model per task, and merged
-#   LoRA (zero extra inference cost) serves one task per copy of the weights.
-# * **Sensitivity.** The article's prefix options do matter: in the default run the init of P′
-#   moves the score most (its uniform and xavier options train far worse than the module's
-#   normal init in 60 steps), by more than the seed-to-seed spread. In `--full`'s whole grid
-#   both methods swing by more than 80 points across settings, and the soft prompt is no "point
-#   and shoot": its length mattered most (72 points around the baseline) and its seed-to-seed
-#   spread (47 points) was the largest of all. Lester et al. found length and init stop
-#   mattering only at XXL.
+# * **Task type.** The article's rule "understanding favours prompt, generation favours prefix"
+#   mixes the kind of output with whether the base has the skill. The verdicts above separate
+#   them: read which pairs hold on `intent` (skill present) and on `first_last` (skill absent).
+#   P-tuning v2 (Liu et al.) found that below ~10B parameters input-only prompts fall short on
+#   understanding tasks too, and that deep prompts — a prefix in every layer — close the gap.
+# * **Hardware.** A frozen base drops the gradients and AdamW state of its weights but keeps the
+#   activations; the reparameterization MLP costs memory while it trains, and `export()` drops
+#   it. Li & Liang report about 18% vs 50% of GPU memory at batch size 1.
+# * **Deployment.** Prompts, prefixes and unmerged LoRA serve many tasks from one model; a merged
+#   LoRA or a fine-tuned model serves one task per copy.
+# * **Scale.** The rule of thumb rests on Lester et al.'s scale curve (the gap closes at T5-XXL,
+#   11B). Nothing at toy scale can reach the end of that curve; lesson 11 measures its direction.
 
 # %%
-if __name__ == "__main__":
-    main(fast="--fast" in sys.argv, full="--full" in sys.argv)
+takeaway(*[f"{t}: {a} beats {b}: {verdicts[t, a, b].word} ({verdicts[t, a, b].mean:+.1f} pts)"
+           for t in TASK_LIST for a, b in PAIRS],
+         *[f"{t}: recommended {choices[t]} (fewest kept numbers among those not ruled out)"
+           for t in TASK_LIST],
+         f"{lightest['method']} holds the least memory per step: {lightest['% of full']:.0f}% of "
+         f"full fine-tuning's (activations stay)",
+         f"mixed batches: every method's rows equal their single-task runs to "
+         f"{max(mixed_diff.values()):.0e}")
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. **Count a prefix by hand.** A 10-position prefix on this base (4 layers, width 128) keeps
+#    2 × 4 × 10 × 128 numbers. Check the "kept" column. How many does the MLP add while training?
+#    *Hint:* `Linear(128, 128)` then `Linear(128, 4 × 2 × 128)`, plus P′ itself.
+# 2. **Make the prefix beat LoRA at equal parameters.** LoRA here trains 8,192 numbers; a direct
+#    prefix (`"prefix"`, no MLP) of length 8 keeps exactly as many. Train both on `first_last`
+#    over `SEEDS[MODE]` at their chosen rates and print `verdict("prefix beats lora", ...)`. Can
+#    you find settings (length, steps) where it holds? *Hint:* `train_method("prefix", ...,
+#    n_virtual=8)`; start from `chosen_lr("first_last", "prefix")`.
+# 3. **LoRA on more layers.** Add the MLP's input projection:
+#    `LoRA(base, r=4, alpha=32, targets=("attn.c_attn", "mlp.c_fc"))`. How many numbers does it
+#    train now, and what happens to the step's activation memory? *Hint:* r × (in + out) per
+#    adapted layer; autograd now keeps the inputs of `c_fc` too.
+# 4. **Open: the adapter.** Add `"adapter"` to `METHODS` (its rate is in the JSON) and rerun.
+#    Where do its verdicts land, and does the recommendation change?

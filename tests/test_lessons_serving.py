@@ -1,143 +1,119 @@
-"""Lessons 12, 15 and 16 run in fast mode and return the numbers they printed.
+"""Lessons 15 and 16 (12 follows) run as notebooks in fast mode; the tests read what they computed.
 
-11: adapters as files, loading by name, one mixed-task batch, routing with the frozen base.
-14: the method-choice evidence (scores, parameters, files, memory, mixed batches, scale, sweep).
-15: the article's wrong claims against the papers, with this course's measurements.
-Each lesson runs once (module-scoped fixture); the tests check shapes, ranges and, for at least
-one figure per lesson, an independent computation.
+12: task files, loading by name, one mixed-task batch, routing with the frozen base.
+15: method choice: per-seed verdicts at the chosen learning rates, costs, mixed batches, the
+    decision rule.
+16: the article's claims against the papers: learning-rate direction, prefix vs prompt, T5 counts.
+Each lesson runs once (module-scoped fixture). The tests check the structure of every verdict,
+shapes, exact counts, at least one printed figure per lesson recomputed independently, the
+directions that hold on every seed, and the reference solutions of the exercises that have one.
 Run alone: `python -m pytest tests/test_lessons_serving.py -q`.
 """
-import math
+import copy
 
 import pytest
 import torch
 import torch.nn as nn
 
-from lesson_loader import load_lesson, run_fast
+from lesson_loader import run_lesson
+import common  # lessons/ is on sys.path once lesson_loader is imported
+from minitx.tuning import LoRA, Tuned, count_parameters
+from toyworld import Example, prompt_text
 
-FILES = {12: "12_multitask_serving.py", 15: "15_choosing_a_method.py",
-         16: "16_what_the_article_got_wrong.py"}
+N_SEEDS = len(common.SEEDS["fast"])
 
 
+def assert_verdict(v):
+    """A printed verdict over every seed of the fast mode, its word one of the allowed."""
+    assert isinstance(v, common.Verdict) and len(v.diffs) == N_SEEDS
+    allowed = {"holds", "reversed", common.NOT_SHOWN, f"not shown (only {N_SEEDS} seeds)"}
+    assert v.word in allowed and f"{v.claim}: {v.word}" in str(v)
+
+
+def number(text):
+    """'10,240' -> 10240 (tables print counts with thousands separators)."""
+    return int(str(text).replace(",", ""))
+
+
+# ---- lesson 15: choosing a method --------------------------------------------------------------
 @pytest.fixture(scope="module")
-def lesson11():
-    module = load_lesson(FILES[12])
-    return module, run_fast(module)
-
-
-@pytest.fixture(scope="module")
-def lesson14():
-    module = load_lesson(FILES[15])
-    return module, run_fast(module)
-
-
-@pytest.fixture(scope="module")
-def lesson15():
-    module = load_lesson(FILES[16])
-    return module, run_fast(module)
-
-
-def base_model():
-    from common import load_base
-    return load_base("small")
-
-
-# ---- lesson 12 ------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_lesson_11_files_and_sizes(lesson11):
-    module, r = lesson11
-    base, _ = base_model()
-    c = base.config
-    files = {row["task"]: row for row in r["files"]}
-    for task, (length, _, _) in module.ADAPTERS.items():
-        kept = 2 * c.n_layer * length * c.n_embd  # K and V, every layer, `length` positions
-        assert files[task]["params kept"] == kept
-        assert kept * 4 / 1024 <= files[task]["file KB"] <= kept * 4 / 1024 + 4  # fp32 + header
-    assert files["recommend_prompt"]["params kept"] == module.PROMPT_RIVAL[1] * c.n_embd
-    total = sum(p.numel() for p in base.parameters())
-    assert files["(base model, fp32)"]["params kept"] == total
-    assert total * 4 / 1024 <= r["base_fp32_kb"] <= total * 4 / 1024 + 64
-    assert r["adapters_kb"] == pytest.approx(sum(files[t]["file KB"] for t in
-                                                 [*module.ADAPTERS, "recommend_prompt"]))
-    assert r["adapters_kb"] < 0.1 * r["base_fp32_kb"]
+def ns15():
+    return run_lesson("15_choosing_a_method.py")
 
 
 @pytest.mark.slow
-def test_lesson_11_load_switch_and_mixed_batch(lesson11):
-    _, r = lesson11
-    assert r["reload_max_diff"] == 0.0 and r["use_max_diff"] == 0.0  # files round-trip exactly
-    assert r["wrong_base_refused"]  # the fingerprint check refuses another base
-    assert r["mixed_max_diff"] < 1e-4  # float32 rounding
-    assert r["mixed_max_diff_fp64"] < 1e-10  # and exact up to float64 rounding
+def test_lesson_15_verdicts_at_chosen_rates(ns15):
+    ns = ns15
+    assert set(ns["verdicts"]) == {(t, a, b) for t in ns["TASK_LIST"] for a, b in ns["PAIRS"]}
+    for (task, a, b), v in ns["verdicts"].items():
+        assert_verdict(v)
+        assert v.diffs == pytest.approx([x - y for x, y in zip(ns["scores"][task, a],
+                                                               ns["scores"][task, b])])
+    for (task, method), runs in ns["scores"].items():
+        assert len(runs) == N_SEEDS and all(0.0 <= s <= 100.0 for s in runs)
+    rows = {(r["task"], r["method"]): r for r in ns["rows"]}
+    for task in ns["TASK_LIST"]:
+        for method in ns["METHODS"]:
+            assert rows[task, method]["lr"] == f"{common.chosen_lr(task, method):g}"
+            assert rows[task, method]["score % (min-max)"] == common.spread(ns["scores"][task,
+                                                                                         method])
 
 
 @pytest.mark.slow
-def test_lesson_11_routing_and_end_to_end(lesson11):
-    _, r = lesson11
-    assert r["routing_acc"] == pytest.approx(r["classify_acc"])  # own router == common.classify
-    assert r["identical_answers"] == r["routed_right"]  # mixed batch answers == per-task answers
-    rows = r["accuracy"]
-    assert [row["task"] for row in rows[:3]] == ["returns", "shipping", "recommend"]
-    for row in rows[:3]:
-        for key in ("routed right %", "adapter alone exact %", "end-to-end exact %",
-                    "end-to-end BLEU", "looked up right %"):
-            assert 0.0 <= row[key] <= 100.0
-    assert 0.0 <= r["end_to_end_exact"] <= 100.0
-
-
-def test_lesson_11_parts_right():
-    from toyworld import Example
-    module = load_lesson(FILES[12])
-    target = "yes you can return the red hat within 30 days"
-    example = Example("i want to return the red hat", target, (target,))
-    wrong_days = "yes you can return the red hat within 14 days"
-    assert module.parts_right("returns", [wrong_days], [example]) == [100.0, 0.0]
-    assert module.parts_right("returns", [target], [example]) == [100.0, 100.0]
-
-
-# ---- lesson 15 ------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_lesson_14_grid_counts(lesson14):
-    module, r = lesson14
-    base, _ = base_model()
-    c = base.config
-    grid = {(row["task"], row["method"]): row for row in r["grid"]}
-    assert len(r["grid"]) == 3 * 4
-    prompt, prefix, lora, full = (grid[("first_last", m)] for m in ("prompt", "prefix", "LoRA",
-                                                                    "full FT"))
-    assert prompt["trained"] == prompt["kept"] == 10 * c.n_embd
-    assert prefix["kept"] == 2 * c.n_layer * 10 * c.n_embd
-    mlp = 10 * c.n_embd + (c.n_embd * 512 + 512) + (512 * c.n_layer * 2 * c.n_embd
-                                                    + c.n_layer * 2 * c.n_embd)
-    assert prefix["trained"] == mlp  # P' + the reparameterization MLP
-    assert lora["trained"] == c.n_layer * 4 * (c.n_embd + 3 * c.n_embd)  # r(in + out) per layer
-    assert full["trained"] == sum(p.numel() for p in base.parameters())
-    for row in r["grid"]:
-        assert 0.0 <= row["min"] <= row["score %"] <= row["max"] <= 100.0
-        assert row["file KB"] > 0 and row["CPU ms/step"] > 0
+def test_lesson_15_frozen_intent_accuracy_recomputed(ns15):
+    """The frozen base's intent accuracy (no instruction), recomputed from the logits by hand."""
+    ns = ns15
+    base, tok = ns["base"], ns["tok"]
+    test_set = ns["data"]["intent"][1]
+    labels = list(common.TASKS["intent"].labels)
+    label_ids = [tok.encode(label)[0] for label in labels]
+    right = 0
+    for example in test_set:
+        idx = torch.tensor([tok.encode(prompt_text(example))])
+        with torch.no_grad():
+            logits = base(idx)[0][0, -1, label_ids]
+        right += labels[int(logits.argmax())] == example.label
+    assert ns["frozen"]["intent"] == pytest.approx(100 * right / len(test_set))
 
 
 @pytest.mark.slow
-def test_lesson_14_memory_and_deployment(lesson14):
-    _, r = lesson14
-    memory = {row["method"]: row for row in r["memory"]}
-    for row in r["memory"]:
-        assert row["AdamW state"] == pytest.approx(2 * row["gradients"])
-        parts = row["weights"] + row["gradients"] + row["AdamW state"] + row["activations"]
-        assert row["total"] == pytest.approx(parts)
-    assert memory["prompt"]["gradients"] == pytest.approx(10 * 128 * 4 / 1024)
-    assert memory["full FT"]["gradients"] == pytest.approx(memory["full FT"]["weights"])
-    assert memory["prefix, no MLP"]["total"] < memory["full FT"]["total"]
-    flex = r["deployment"]
-    assert all(row["max |diff| vs alone"] < 1e-4 for row in flex[:3])
-    assert math.isnan(flex[3]["max |diff| vs alone"])
+def test_lesson_15_parameter_counts(ns15):
+    ns = ns15
+    c = ns["base"].config
+    L, C, P = c.n_layer, c.n_embd, 10
+    costs = {row["method"]: row for row in ns["costs"]}
+    mlp = P * C + (C * 128 + 128) + (128 * L * 2 * C + L * 2 * C)  # P', Linear, Linear
+    expected = {"prompt": P * C, "prefix": 2 * L * P * C, "prefix_mlp": mlp,
+                "lora": L * 4 * (C + 3 * C),  # r (in + out) on c_attn (Q, K and V)
+                "adapter": 2 * L * (C * 16 + 16 + 16 * C + C),  # 2 adapters per layer
+                "full": sum(p.numel() for p in ns["base"].parameters())}
+    for method, n in expected.items():
+        assert number(costs[method]["trained"]) == n
+    assert ns["trained"] == {m: expected[m] for m in ns["METHODS"]}
+    assert ns["kept"] == {"prompt": P * C, "prefix_mlp": 2 * L * P * C, "lora": expected["lora"]}
 
 
-def test_lesson_14_step_bytes_counts_saved_tensors():
+@pytest.mark.slow
+def test_lesson_15_memory_and_deployment(ns15):
+    costs = {row["method"]: row for row in ns15["costs"]}
+    for row in costs.values():
+        parts = row["weights KB"] + row["grad+AdamW KB"] + row["activations KB"]
+        assert row["step total KB"] == pytest.approx(parts)
+        assert row["% of full"] == pytest.approx(100 * row["step total KB"]
+                                                 / costs["full"]["step total KB"])
+    assert costs["full"]["grad+AdamW KB"] == pytest.approx(3 * costs["full"]["weights KB"])
+    for method in ("prompt", "prefix", "prefix_mlp", "lora", "adapter"):
+        assert costs[method]["step total KB"] < costs["full"]["step total KB"]  # a frozen base
+    # a soft prompt lengthens every sequence: more activations than a prefix of the same length
+    assert costs["prompt"]["activations KB"] > costs["prefix"]["activations KB"]
+    assert all(d < 1e-4 for d in ns15["mixed_diff"].values())
+    assert ns15["deployment"][-1]["max |diff| vs alone"] is None  # printed as n/a
+    assert "n/a" in ns15["OUTPUT"]
+
+
+def test_lesson_15_step_bytes_counts_saved_tensors(ns15):
     """y = x @ w, loss = sum(y ** 2): autograd saves x (for w's gradient) and y (for the
     square); w is a parameter and is not counted again."""
-    module = load_lesson(FILES[15])
-
     class Tiny(nn.Module):
         def __init__(self):
             super().__init__()
@@ -146,56 +122,108 @@ def test_lesson_14_step_bytes_counts_saved_tensors():
         def forward(self, x):
             return None, (x @ self.w).pow(2).sum()
 
-    out = module.step_bytes(Tiny(), {"x": torch.ones(5, 3)})
+    out = ns15["step_bytes"](Tiny(), {"x": torch.ones(5, 3)})
     assert out["weights"] == 6 * 4 and out["gradients"] == 6 * 4 and out["AdamW state"] == 48
     assert out["activations"] == (5 * 3 + 5 * 2) * 4
 
 
+def test_lesson_15_decision_rule(ns15):
+    recommend, V = ns15["recommend"], common.Verdict
+    kept = {"prompt": 1280, "prefix_mlp": 10240, "lora": 8192}
+    beaten = {("prefix_mlp", "prompt"): V("", [5.0, 2.0, 1.0]),  # holds: prompt ruled out
+              ("lora", "prompt"): V("", [1.0, -1.0, 3.0]),
+              ("lora", "prefix_mlp"): V("", [-2.0, 4.0, 0.0])}
+    assert recommend(beaten, kept) == ("lora", ["prompt"])
+    unclear = {pair: V("", [1.0, -1.0, 0.5]) for pair in beaten}  # nothing separates them
+    assert recommend(unclear, kept) == ("prompt", [])
+    reversed_ = {("prefix_mlp", "prompt"): V("", [-1.0, -2.0, -3.0])}  # prefix_mlp ruled out
+    assert recommend(reversed_, kept)[1] == ["prefix_mlp"]
+
+
+def test_lesson_15_exercises_counts(ns15):
+    base = ns15["base"]
+    c = base.config
+    # 1: a 10-position prefix keeps 2 x layers x 10 x width numbers
+    assert ns15["kept"]["prefix_mlp"] == 2 * c.n_layer * 10 * c.n_embd == 10_240
+    # 2: a direct prefix of length 8 keeps exactly as many numbers as LoRA trains
+    prefix8 = common.build_method("prefix", base, n_virtual=8)
+    assert count_parameters(prefix8)[0] == ns15["trained"]["lora"] == 8_192
+    # 3: LoRA on c_attn and c_fc: r (in + out) per adapted layer
+    wider = LoRA(base, r=4, alpha=32, targets=("attn.c_attn", "mlp.c_fc"))
+    per_layer = 4 * (c.n_embd + 3 * c.n_embd) + 4 * (c.n_embd + 4 * c.n_embd)
+    assert count_parameters(wider)[0] == c.n_layer * per_layer == 18_432
+
+
+# ---- lesson 16: what the article got wrong -----------------------------------------------------
+@pytest.fixture(scope="module")
+def ns16():
+    return run_lesson("16_what_the_article_got_wrong.py")
+
+
+def t5_by_hand(d, d_ff, layers, heads, d_kv=64, vocab=32128, buckets=32):
+    """T5 1.1 counted matrix by matrix (gated GELU, untied output, no biases)."""
+    per_encoder_layer = (d * heads * d_kv * 3 + heads * d_kv * d  # q, k, v; o
+                         + d * d_ff * 2 + d_ff * d  # wi_0, wi_1; wo
+                         + 2 * d)  # two RMS norm weights
+    per_decoder_layer = per_encoder_layer + d * heads * d_kv * 3 + heads * d_kv * d + d
+    return (2 * vocab * d + layers * (per_encoder_layer + per_decoder_layer)
+            + 2 * (buckets * heads + d))  # relative position bias + final norm, per stack
+
+
 @pytest.mark.slow
-def test_lesson_14_scale_sweep_decisions(lesson14):
-    module, r = lesson14
-    assert [row["base"] for row in r["scale"]] == ["tiny", "small"]
-    for row in r["scale"]:
-        assert row["prefix - prompt"] == pytest.approx(row["prefix"] - row["prompt"])
-    assert len(r["sweep"]) == 6  # the baseline + one factor at a time: 2 lengths, 2 inits, 1 lr
-    assert set(r["sweep_effects"]["prefix"]) == {"length", "init", "lr"}
-    assert len(r["decisions"]) == 8
-    rows = [{"method": "prompt", "score %": 90.0, "file KB": 6.0},
-            {"method": "LoRA", "score %": 91.5, "file KB": 35.0},
-            {"method": "full FT", "score %": 99.0, "file KB": 3000.0}]
-    assert module.pick(rows)["method"] == "prompt"  # within 2 points: the smaller file
-    sweep = [{"method": "prefix", "length": 10, "init": "normal", "lr": 1e-3, "exact %": 80.0},
-             {"method": "prefix", "length": 5, "init": "normal", "lr": 1e-3, "exact %": 70.0},
-             {"method": "prefix", "length": 10, "init": "xavier", "lr": 1e-3, "exact %": 20.0}]
-    assert module.factor_effects(sweep, "prefix", (10, "normal", 1e-3)) == {
-        "length": 10.0, "init": 60.0, "lr": 0.0}
-
-
-# ---- lesson 16 ------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_lesson_15_table(lesson15):
-    _, r = lesson15
-    claims = r["claims"]
-    assert [row["#"] for row in claims] == list(range(1, 9))
-    for row in claims:
-        assert set(row) == {"#", "article says", "the papers say", "measured here"}
-        assert row["measured here"]
-    assert "not measurable here" in claims[0]["measured here"]  # XSum / BART-large
-    assert "not measurable here" in claims[1]["measured here"]  # no such experiment
+def test_lesson_16_verdicts_and_rates(ns16):
+    ns = ns16
+    assert_verdict(ns["lr_verdict"])
+    assert_verdict(ns["pp_verdict"])
+    full = common.chosen_lr(ns["TASK"], "full")
+    assert ns["ARMS"]["prefix_mlp, article's lr"] == ("prefix_mlp", pytest.approx(full / 10))
+    for row in ns["rates"]:
+        assert row["x full FT's"] == pytest.approx(common.chosen_lr(ns["TASK"], row["method"])
+                                                   / full)
+    assert ns["lr_verdict"].diffs == pytest.approx(
+        [a - b for a, b in zip(ns["bleu"]["prefix_mlp, chosen lr"],
+                               ns["bleu"]["prefix_mlp, article's lr"])])
+    assert ns["params"]["prefix_mlp"][1] == 10_240 and ns["params"]["prompt"] == (1_280, 1_280)
 
 
 @pytest.mark.slow
-def test_lesson_15_numbers(lesson15):
-    module, r = lesson15
-    assert r["t5_base_params"] == 247_577_856 == module.t5_base_parameters()
-    assert r["prompt100_params"] == 100 * 768
-    assert r["prompt100_pct"] == pytest.approx(100 * 76_800 / 247_577_856)
-    assert round(r["prompt100_pct"], 3) == 0.031
-    assert 0.0 < r["memory_ratio_b1_no_mlp"] < r["memory_ratio_b1"] <= 1.0
-    for method, grid in module.FAST_GRIDS.items():
-        assert r["best_lr"][method] in grid
-    assert len(r["layers"]) == 3
-    for value in r["bleu"].values():
-        assert 0.0 <= value <= 100.0
-    memory = {(row["batch"], row["method"]): row for row in r["memory"]}
-    assert memory[(1, "full FT")]["vs full FT"] == 1.0
+def test_lesson_16_prompt_arm_recomputed(ns16):
+    """Seed 0 of the prompt arm, trained again outside the lesson: the same scores."""
+    ns = ns16
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the lesson's setting: the same rounding, the same numbers
+    try:
+        model, _ = common.train_method("prompt", ns["base"], ns["tok"], ns["train_set"],
+                                       ns["S"]["steps"], common.chosen_lr(ns["TASK"], "prompt"),
+                                       seed=common.SEEDS["fast"][0])
+        again = common.evaluate(model, ns["tok"], ns["TASK"], ns["test_set"])
+    finally:
+        torch.set_num_threads(threads)
+    assert again == pytest.approx(ns["results"]["prompt, chosen lr"][0])
+
+
+@pytest.mark.slow
+def test_lesson_16_counts_and_table(ns16):
+    ns = ns16
+    assert ns["t5_base"] == 247_577_856 == t5_by_hand(768, 2048, 12, 12)
+    assert ns["t5_parameters"](512, 1024, 8, 6) == t5_by_hand(512, 1024, 8, 6)
+    assert ns["prompt_100"] == 100 * 768 == 76_800
+    assert round(100 * ns["prompt_100"] / ns["t5_base"], 3) == 0.031  # Lester et al.'s 0.031%
+    assert ns["prefix_t5"][10] == 3 * 12 * 2 * 10 * 768
+    assert len(ns["claims"]) == 7 and all(all(cell for cell in row) for row in ns["claims"])
+    assert "not measurable here" in ns["claims"][0][2] and "lesson 08" in ns["claims"][2][2]
+    assert ns["article_ratio"] == pytest.approx(1.1 / 18.2)
+    assert "Takeaway" in ns["OUTPUT"]
+
+
+def test_lesson_16_exercise_1_t5_xxl_is_11b(ns16):
+    xxl = ns16["t5_parameters"](4096, 10240, 24, 64)
+    assert xxl == t5_by_hand(4096, 10240, 24, 64)
+    assert 11.0e9 < xxl < 11.2e9
+    assert f"{100 * 100 * 4096 / xxl:.4f}" == "0.0037"  # a 100-token prompt's share at XXL
+
+
+def test_lesson_16_exercise_3_prompt_of_the_prefix_size(ns16):
+    base = ns16["base"]
+    prompt80 = common.build_method("prompt", base, n_virtual=80)
+    assert count_parameters(prompt80)[0] == ns16["params"]["prefix_mlp"][1] == 10_240

@@ -1,5 +1,8 @@
-"""Lessons 07-08 (prefix tuning; its initialisation, length and depth) run in fast mode and
-return the numbers they printed; the counts they print are checked against count_parameters.
+"""Lessons 07-08 (prefix tuning and its reparameterization; the prefix's initialisation, length
+and depth) run as notebooks in fast mode (`run_lesson`, once per lesson: module-scoped
+fixtures). The tests check the structure of every printed verdict, the counts against
+count_parameters, one printed figure per lesson recomputed independently, only directions that
+hold on every seed, and the reference solution of each exercise with a checkable answer.
 
 Run alone: `python -m pytest tests/test_lessons_prefix.py -q`.
 """
@@ -8,112 +11,140 @@ import math
 import pytest
 import torch
 
-from minitx import GPT, Config
-from minitx.tuning import Prefix, SoftPrompt, count_parameters
-from lesson_loader import load_lesson, run_fast
+from lesson_loader import run_lesson
+from minitx import GPT, Config, attention
+from minitx.tuning import Prefix, SoftPrompt, Tuned, count_parameters
+from toyworld import prompt_text
+import common  # lessons/ is on sys.path once lesson_loader is imported
+
+N_SEEDS = len(common.SEEDS["fast"])
 
 
+def assert_verdict(v, claim=None):
+    """A printed verdict over every seed of fast mode, its word one of the allowed."""
+    assert isinstance(v, common.Verdict) and len(v.diffs) == N_SEEDS
+    allowed = {"holds", "reversed", common.NOT_SHOWN, f"not shown (only {N_SEEDS} seeds)"}
+    assert v.word in allowed and all(math.isfinite(d) for d in v.diffs)
+    assert claim is None or v.claim == claim
+
+
+# ---- lesson 07: prefix tuning and its reparameterization --------------------------------------
 @pytest.fixture(scope="module")
 def lesson07():
-    return load_lesson("07_prefix_tuning.py")
+    return run_lesson("07_prefix_tuning.py")
 
 
-@pytest.fixture(scope="module")
-def lesson08():
-    return load_lesson("08_prefix_init_length_depth.py")
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("n_layer,n_embd,n_head,length,mid", [(3, 16, 2, 7, 24), (1, 8, 1, 1, 4),
                                                                (4, 128, 4, 10, 512)])
 def test_lesson_07_formulas_match_count_parameters(lesson07, n_layer, n_embd, n_head, length, mid):
     model = GPT(Config(vocab_size=50, block_size=32, n_layer=n_layer, n_head=n_head, n_embd=n_embd))
-    direct, mlp = lesson07.prefix_param_counts(n_layer, n_embd, length, mid)
+    direct, mlp = lesson07["prefix_param_counts"](n_layer, n_embd, length, mid)
     assert direct == count_parameters(Prefix(model, length))[0]
     assert mlp == count_parameters(Prefix(model, length, mid=mid))[0]
     assert direct == count_parameters(Prefix(model, length, mid=mid).export())[0]
-    assert lesson07.gpt2_param_count(n_layer, n_embd, 50, 32) == count_parameters(model)[1]
+    assert lesson07["gpt2_param_count"](n_layer, n_embd, 50, 32) == count_parameters(model)[1]
 
 
 @pytest.mark.slow
-def test_lesson_07_prefix_tuning(lesson07):
-    r = run_fast(lesson07)
-    assert r["prefix_param_shape"] == (4, 2, 10, 128)  # (layers, K/V, P, d)
-    assert r["layer_key_shape"] == (1, 4, 10, 32)  # (1, heads, P, head size)
-    assert r["cache_key_shape"] == (2, 4, 15, 32)  # (B, heads, P + T, head size)
-
-    course, article, paper = r["count_table"]
-    assert course["base params"] == r["base_params"] == 844_800  # formula == count_parameters
-    assert course["prefix (kept)"] == r["measured_counts"]["direct"] == 4 * 2 * 10 * 128
-    assert course["MLP (trained)"] == r["measured_counts"]["mlp"]
-    assert r["measured_counts"]["exported"] == r["measured_counts"]["direct"]
-    assert math.isclose(course["kept %"], 100 * course["prefix (kept)"] / course["base params"])
-    assert 6.5 < paper["MLP %"] < 8 and paper["kept %"] < 0.1  # the paper's "~7%" and "0.1%"
-    assert article["prefix (kept)"] == 12 * 2 * 10 * 768
-    sizes = r["saved_bytes"]
-    assert sizes["exported"] == sizes["direct"]  # export keeps the prefix only
-    assert sizes["direct"] >= 4 * r["measured_counts"]["direct"]  # fp32
-    assert sizes["mlp"] > 10 * sizes["exported"]
-    assert r["export_max_diff"] <= 1e-5
-
-    grid, summary = r["grid"], r["summary"]
-    assert [s["variant"] for s in summary] == list(lesson07.VARIANTS)
-    assert len(grid) == len(lesson07.VARIANTS) * 2  # fast: two learning rates
-    for row in grid:
-        assert set(row) == {"variant", "lr", "exact mean", "min", "max", "final loss", "P moved",
-                            "key RMS"}
-        assert 0 <= row["min"] <= row["exact mean"] <= row["max"] <= 100
-        assert math.isfinite(row["final loss"]) and row["P moved"] >= 0
-    for s in summary:
-        assert s["runs"] == 2 and 0 <= s["init attn %"] <= 100
-    direct = next(s for s in summary if s["variant"] == "direct")
-    assert direct["init key RMS"] == pytest.approx(1.0, abs=0.1)  # N(0, 1) init
-    assert r["best_lr_ratio"] > 0
-    assert r["frozen_exact"] == 0.0  # first_last was never pretrained
-
-    # the "=>" query's attention, read from the written-out path: each layer's row is a
-    # distribution over [prefix keys; input tokens], and the printed shares are its prefix part
-    assert list(r["answer_attention"]) == [f"{s['variant']} (lr {s['best lr']})" for s in summary]
-    for name, w in r["answer_attention"].items():
-        assert w.shape[0] == 4 and w.shape[1] > 10  # (layers, P + T) with P = 10
-        assert torch.allclose(w.sum(-1), torch.ones(4, dtype=w.dtype), atol=1e-5)
-        assert r["prefix_share_by_layer"][name] == pytest.approx(
-            (100 * w[:, :10].sum(-1)).tolist())
-
-    assert r["reverse_exact_plain"] >= 90  # the frozen model knows reverse with its instruction
-    assert r["reverse_exact_with_ln"] < r["reverse_exact_plain"]  # a fresh LayerNorm is no no-op
+def test_lesson_07_shapes_counts_and_export(lesson07):
+    ns = lesson07
+    assert ns["shapes"] == {"prefix_param": (4, 2, 10, 128),  # (layers, K/V, P, d)
+                            "layer_key": (1, 4, 10, 32),  # (1, heads, P, head size)
+                            "cache_key": (2, 4, 15, 32)}  # (B, heads, P + T, head size)
+    course, course_512, article, paper = ns["count_rows"]
+    assert course["base"] == ns["base_params"] == 844_800  # formula == count_parameters
+    assert course["kept"] == ns["measured"]["direct"] == ns["measured"]["exported"]
+    assert course["kept"] == 4 * 2 * 10 * 128  # 2 · L · P · d
+    assert course["trained"] == ns["measured"]["MLP"]
+    assert course_512["trained"] > course["trained"] and course_512["kept"] == course["kept"]
+    assert math.isclose(course["kept %"], 100 * course["kept"] / course["base"])
+    assert 6.5 < paper["trained %"] < 8 and paper["kept %"] < 0.1  # the paper's "~7%", "0.1%"
+    assert article["kept"] == 12 * 2 * 10 * 768
+    sizes = ns["file_bytes"]
+    assert sizes["exported"] == sizes["direct"] >= 4 * ns["measured"]["direct"]  # fp32 numbers
+    assert sizes["MLP"] >= 4 * ns["measured"]["MLP"] > sizes["exported"]
+    assert ns["export_diff"] <= 1e-5
+    assert "Takeaway" in ns["OUTPUT"] and "nan" not in ns["OUTPUT"]
 
 
 @pytest.mark.slow
-def test_lesson_08_prefix_init_length_depth(lesson08):
-    r = run_fast(lesson08)
-    init = r["init"]
-    assert [row["init"] for row in init] == ["task words", "unrelated words", "random"] * 2
-    for row in init:
-        assert 0 <= row["min"] <= row["exact mean"] <= row["max"] <= 100
-        if row["init"] != "random":
-            assert row["init mse"] <= 1e-6  # the MLP reproduces the words' keys/values exactly
-    for row in (x for x in init if x["init"] == "task words"):
-        # a prefix made of the words' own keys/values IS the hard prompt: the same score
-        assert row["step-0 exact"] == row["hard prompt"] == 100.0
-    assert all(row["step-0 exact"] == 0.0 for row in init if row["init"] == "random")
-    assert all(row["no instruction"] == 0.0 for row in init)  # the frozen model needs the words
+def test_lesson_07_direct_vs_mlp_verdicts(lesson07):
+    ns = lesson07
+    seeds, LR, LRS = common.SEEDS["fast"], ns["LR"], ns["LRS"]
+    for name, method in ns["METHOD"].items():
+        assert LR[name] == common.chosen_lr(ns["TASK"], method)  # validation-chosen, not tuned here
+        assert len(LRS[name]) == 3 and LRS[name][1] == LR[name]
+        assert all(2.9 < b / a < 3.4 for a, b in zip(LRS[name], LRS[name][1:]))  # 1-3-10 scale
+    assert set(ns["verdicts"]) == {"exact", "nll", "worst", "swing", "layer_norm"}
+    for v in ns["verdicts"].values():
+        assert_verdict(v)
+    assert ns["frozen_exact"] == 0.0  # first_last was never pretrained
+    # the verdicts are the per-seed differences of the runs they name
+    mlp, direct = ([ns["runs"][name, LR[name], s]["exact"] for s in seeds]
+                   for name in ("MLP", "direct"))
+    assert ns["verdicts"]["exact"].diffs == [a - b for a, b in zip(mlp, direct)]
+    for run in ns["runs"].values():
+        assert 0 <= run["exact"] <= 100 and 0 <= run["rouge_l"] <= 100 and run["nll"] > 0
+    # direction that holds on every seed: AdamW moves each parameter by about lr per step, so a
+    # larger rate moves the prefix further (the "P moved" column)
+    for name in ns["VARIANTS"]:
+        for lo, hi in zip(LRS[name], LRS[name][1:]):
+            for s in seeds:
+                assert ns["runs"][name, hi, s]["moved"] > ns["runs"][name, lo, s]["moved"]
+    direct_init = next(r for r in ns["init_rows"] if r["variant"] == "direct")
+    assert direct_init["init key RMS"] == pytest.approx(1.0, abs=0.05)  # N(0, 1)
+    assert all(0 < r["init attn %"] < 100 for r in ns["init_rows"])
+    # the LayerNorm option: the frozen model knows reverse; a fresh LayerNorm breaks it
+    assert ns["ln_plain"] >= 90 and ns["ln_normed"] < ns["ln_plain"]
 
-    sweep = r["sweeps"]["first_last"]
-    assert sweep["frozen"]["exact"] == 0.0  # first_last was never pretrained
-    d = 128
-    for row in sweep["length"]:
-        assert row["kept"] == 4 * 2 * row["P"] * d  # the kept prefix: 2 · layers · P · d
-        assert 0 <= row["exact mean"] <= 100 and 0 <= row["rouge_l mean"] <= 100
-    depth = {row["prefix"]: row for row in sweep["depth"]}
-    assert list(depth) == ["all 4 layers (0-3)", "top half (2-3)", "bottom half (0-1)",
-                           "first layer only (0)", "input only (soft prompt)"]
-    assert depth["top half (2-3)"]["kept"] == 2 * 2 * 10 * d
-    assert depth["first layer only (0)"]["kept"] == 1 * 2 * 10 * d
-    assert depth["input only (soft prompt)"]["kept"] == 10 * d
-    base, _ = lesson08.load_base("small")
-    assert depth["input only (soft prompt)"]["trained"] == count_parameters(SoftPrompt(base, 10))[0]
-    assert depth["bottom half (0-1)"]["trained"] == count_parameters(
-        Prefix(base, 10, mid=lesson08.MID, layers=[0, 1]))[0]
-    assert r["first_layer_minus_all_rouge"] == pytest.approx(
-        depth["first layer only (0)"]["rouge_l mean"] - depth["all 4 layers (0-3)"]["rouge_l mean"])
-    assert r["best_length"] in [row["P"] for row in sweep["length"]]
+
+@pytest.mark.slow
+def test_lesson_07_heatmap_recomputed_by_hand(lesson07):
+    """The printed layer-0 prefix share, recomputed from the weights: embeddings at positions
+    P.., ln_1, c_attn, the "=>" query against [P_K; K], softmax, summed over the prefix keys."""
+    ns = lesson07
+    base, tok, P = ns["base"], ns["tok"], ns["LENGTH"]
+    for name, w in ns["maps"].items():
+        assert torch.allclose(w.sum(-1), torch.ones(w.shape[0]), atol=1e-5)  # distributions
+        assert w.shape == (4, len(ns["key_labels"]))
+        prefix = ns["runs"][name, ns["LR"][name], common.SEEDS["fast"][0]]["tuned"].tasks[
+            ns["TASK"]]
+        idx = torch.tensor(tok.encode(prompt_text(ns["example"])))
+        T, C, nh = len(idx), base.config.n_embd, base.config.n_head
+        with torch.no_grad():
+            tr = base.transformer
+            x = tr.wte(idx) + tr.wpe(torch.arange(P, P + T))  # (T, C)
+            q, k, _ = tr.h[0].attn.c_attn(tr.h[0].ln_1(x)).split(C, dim=1)
+            prefix_keys = prefix.values()[0, 0]  # layer 0, K: (P, C)
+            keys = torch.cat([prefix_keys, k]).view(P + T, nh, C // nh).transpose(0, 1)
+            query = q[-1].view(nh, 1, C // nh)  # (nh, 1, hs)
+            weights = (query @ keys.transpose(1, 2) / math.sqrt(C // nh)).softmax(-1)
+        share = 100 * weights[:, 0, :P].sum(-1).mean().item()
+        assert share == pytest.approx(ns["prefix_share"][name][0], abs=1e-3)
+    assert f"{ns['prefix_share']['MLP'][0]:4.0f}" in ns["OUTPUT"]
+    assert ns["png"] is None or ns["png"].is_file()
+
+
+def test_lesson_07_exercise_1_zero_values_scale_the_rest():
+    """Exercise 1: with P_V = 0 the output is (1 - s) x attention over the real keys alone."""
+    gen = torch.Generator().manual_seed(0)
+    for P, T, hs in ((1, 3, 4), (5, 2, 8), (10, 6, 16)):
+        q, k, v = (torch.randn(2, 3, T, hs, generator=gen, dtype=torch.float64) for _ in range(3))
+        prefix_k = torch.randn(2, 3, P, hs, generator=gen, dtype=torch.float64)
+        out, weights = attention(q, torch.cat([prefix_k, k], 2),
+                                 torch.cat([torch.zeros_like(prefix_k), v], 2))
+        share = weights[..., :P].sum(-1, keepdim=True)  # (B, heads, T, 1)
+        assert (share > 0).all()  # a zero value is not an absent key
+        assert torch.allclose(out, (1 - share) * attention(q, k, v)[0], atol=1e-12)
+
+
+@pytest.mark.slow
+def test_lesson_07_exercise_2_larger_rate_moves_the_prefix_further(lesson07):
+    """Exercise 2: ten times the MLP's chosen rate moves its prefix further, on every seed."""
+    ns = lesson07
+    lr = ns["LR"]["MLP"]
+    for seed in common.SEEDS["fast"]:
+        slow = ns["train_prefix"]("MLP", lr, seed, mid=ns["MID"])
+        fast = ns["train_prefix"]("MLP", 10 * lr, seed, mid=ns["MID"])
+        assert fast["moved"] > 2 * slow["moved"]

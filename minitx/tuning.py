@@ -56,6 +56,7 @@ class Method(nn.Module):
     """Base class: one task's parameters. Subclasses override the parts they use."""
 
     method = "none"
+    SETTINGS = ("n_classes",)  # the constructor arguments (besides the model) kept in a file
 
     def __init__(self, model, n_classes=None):
         super().__init__()
@@ -77,7 +78,7 @@ class Method(nn.Module):
 
     def settings(self):
         """The constructor arguments (besides the model) that rebuild this module from a file."""
-        return {"n_classes": self.n_classes}
+        return {name: getattr(self, name) for name in self.SETTINGS}
 
 
 class SoftPrompt(Method):
@@ -90,6 +91,7 @@ class SoftPrompt(Method):
     """
 
     method = "soft_prompt"
+    SETTINGS = ("n_tokens", "n_classes")
 
     def __init__(self, model, n_tokens, init="random", vocab_top=5000, n_classes=None):
         super().__init__(model, n_classes)
@@ -110,9 +112,6 @@ class SoftPrompt(Method):
     def prompt(self):
         return self.embeddings
 
-    def settings(self):
-        return {"n_tokens": self.n_tokens, **super().settings()}
-
 
 class Prefix(Method):
     """Prefix tuning (Li & Liang 2021, arXiv 2101.00190 §4): per layer, trainable P_K, P_V put in
@@ -127,6 +126,7 @@ class Prefix(Method):
     """
 
     method = "prefix"
+    SETTINGS = ("length", "mid", "layers", "layer_norm", "n_classes")
 
     def __init__(self, model, length, mid=None, layers=None, layer_norm=False, n_classes=None):
         super().__init__(model, n_classes)
@@ -207,10 +207,6 @@ class Prefix(Method):
             out.kv = nn.Parameter(self.values().detach().clone())
         return out
 
-    def settings(self):
-        return {"length": self.length, "mid": self.mid, "layers": self.layers,
-                "layer_norm": self.layer_norm, **super().settings()}
-
 
 class LowRank(nn.Module):
     """ΔW = B·A with A ∈ R^(r×in) (Kaiming-uniform, as in the LoRA code) and B ∈ R^(out×r) = 0."""
@@ -229,6 +225,7 @@ class LoRA(Method):
     while other tasks share the base); `unmerge(tuned)` takes it out (equal up to rounding)."""
 
     method = "lora"
+    SETTINGS = ("r", "alpha", "targets", "n_classes")
 
     def __init__(self, model, r=8, alpha=16, targets=("attn.c_attn",), n_classes=None):
         super().__init__(model, n_classes)
@@ -272,9 +269,6 @@ class LoRA(Method):
     def unmerge(self, tuned):
         self.merge(tuned, sign=-1.0)
 
-    def settings(self):
-        return {"r": self.r, "alpha": self.alpha, "targets": self.targets, **super().settings()}
-
 
 class Adapter(Method):
     """Bottleneck adapters (Houlsby et al. 2019, arXiv 1902.00751 §2.1): after every attention and
@@ -283,6 +277,7 @@ class Adapter(Method):
     identity (the near-identity initialisation taken to its limit)."""
 
     method = "adapter"
+    SETTINGS = ("bottleneck", "n_classes")
 
     def __init__(self, model, bottleneck=64, n_classes=None):
         super().__init__(model, n_classes)
@@ -299,9 +294,6 @@ class Adapter(Method):
     def hooks(self):
         return [(n, lambda x, out, b=b: out + b(out.to(b[0].weight.dtype)).to(out.dtype))
                 for n, b in zip(self.names, self.blocks)]
-
-    def settings(self):
-        return {"bottleneck": self.bottleneck, **super().settings()}
 
 
 METHODS = {cls.method: cls for cls in (SoftPrompt, Prefix, LoRA, Adapter)}
@@ -450,6 +442,7 @@ class Tuned(nn.Module):
             prefix = first.prefix(pad_left([m.values() if isinstance(m, Prefix) else empty
                                             for m in methods], P)[row])
         return prompts, prefix, mask, P + n
+
     def forward(self, idx, targets=None, past=None, attention_mask=None, task=None):
         """Like GPT.forward, for the task(s) named by `task` (one name, or one per row). The
         attention_mask covers the caller's tokens only: (B, T), or (B, cached + T) with a cache."""
@@ -466,13 +459,12 @@ class Tuned(nn.Module):
                              f"{getattr(attention_mask, 'dtype', type(attention_mask))}")
         if embeds is not None:
             x = torch.cat([embeds.to(x.dtype).expand(B, -1, -1), x], dim=1)  # (B, n + T, C)
-        mask = None
-        if attention_mask is not None or virtual_mask is not None:  # else: nothing to hide
-            if attention_mask is None:  # every real token, cached or current, is visible
-                attention_mask = torch.ones(B, cached + T, dtype=torch.bool, device=idx.device)
-            if virtual_mask is None:
-                virtual_mask = attention_mask.new_ones(B, n_virtual)
-            mask = torch.cat([virtual_mask, attention_mask], dim=1)  # (B, all keys)
+        hide = attention_mask is not None or virtual_mask is not None  # else: the causal fast path
+        if attention_mask is None:  # every real token, cached or current, is visible
+            attention_mask = torch.ones(B, cached + T, dtype=torch.bool, device=idx.device)
+        if virtual_mask is None:
+            virtual_mask = attention_mask.new_ones(B, n_virtual)
+        mask = torch.cat([virtual_mask, attention_mask], dim=1) if hide else None  # (B, all keys)
         with self.hooked(names, idx.device):
             h, present = self.base.body(inputs_embeds=x, past=prefix if past is None else past,
                                         attention_mask=mask)
@@ -482,8 +474,7 @@ class Tuned(nn.Module):
         if targets is not None and getattr(targets, "shape", None) != (B,):
             raise ValueError(f"targets of a classification-head task must be (B,) = ({B},) class "
                              f"ids; got shape {getattr(targets, 'shape', type(targets))}")
-        last = (attention_mask.long().cumsum(1).argmax(1) - (attention_mask.size(1) - T)
-                if attention_mask is not None else torch.full((B,), T - 1, device=idx.device))
+        last = attention_mask.long().cumsum(1).argmax(1) - cached  # each row's last real token
         logits = head(h[torch.arange(B, device=idx.device), last].to(head.weight.dtype))
         loss = None if targets is None else F.cross_entropy(logits.float(), targets)
         return logits, loss, present

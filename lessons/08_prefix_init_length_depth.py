@@ -1,64 +1,92 @@
-"""Lesson 08: three knobs of prefix tuning — how the prefix starts, how long it is, which
-layers carry it.
-
-Li & Liang 2021 ("Prefix-Tuning: Optimizing Continuous Prompts for Generation", arXiv
-2101.00190; numbers from the ACL 2021 version) study all three:
-
-(a) Initialisation: setting the prefix to the activations of real words matters a lot in
-    low-data settings and not with full data, and task-relevant words ("table-to-text",
-    "summarize") beat unrelated ones, which still beat random.
-(b) Length: quality rises with the prefix length up to a point (~10 for table-to-text,
-    ~200 for summarization), then dips slightly; the chosen lengths were small (E2E 5).
-(c) Depth (full vs embedding-only): a prefix on every layer beats a prefix on the
-    input embeddings only (= prompt tuning). P-tuning v2 (Liu et al., arXiv 2110.07602) found
-    that prompts on the upper layers matter more than on the lower ones. The source article adds
-    "keeping only the first-layer prefix drops ROUGE-L by 4.7" — no such ablation exists in the
-    paper; this lesson measures the first-layer-only prefix itself.
-
-Everything runs on the course's frozen base model (4 layers x 128) with minitx's `Prefix`:
-`init_from_tokens` for (a), `length` for (b), `layers=[...]` for (c), and `SoftPrompt` for the
-input-only row. Every number is measured here, over several seeds, mean and min-max.
-
-Run:  python lessons/08_prefix_init_length_depth.py [--fast | --full]
-Default: ~30-40 CPU-seconds on one thread; --fast: a few seconds (the tests); --full (~9
-minutes): more seeds, steps and lengths, and a second task (returns) scored with BLEU / ROUGE-L.
-"""
 # %% [markdown]
 # # 08 · Prefix initialisation, length and depth
 #
-# All prefixes here are reparameterized as in the paper, P = MLP(P′), with a hidden width of
-# mid = 128 and learning rate 5e-3. (Lesson 07: the MLP multiplies the effective step size by up
-# to ~mid, so its good learning-rate window moves with mid; a quarter of lesson 07's mid = 512
-# takes a few times its 1e-3.) AdamW, warmup and cosine decay, clipping 1.0, batches of 8 —
-# minitx's `train` through `common.tune`.
+# Three knobs of prefix tuning, each studied by Li & Liang 2021 (arXiv 2101.00190, ACL
+# version; the numbers quoted are in [REFERENCES.md](REFERENCES.md)):
+#
+# - **Initialisation (§7.4).** Setting the prefix to the activations of real words helps a lot
+#   with little data and matters little with the full data; task-related words help more than
+#   unrelated ones, which still beat a random start.
+# - **Length (§7.1).** Quality rises with the prefix length up to a point (about 10 for
+#   table-to-text), then dips slightly; the chosen lengths were small (E2E: 5).
+# - **Depth (§7.2, Table 4).** A prefix on every layer beats trained vectors at the input
+#   embeddings only ("embedding-only", i.e. prompt tuning). P-tuning v2 (Liu et al., arXiv
+#   2110.07602, §4.4) found that prompts on the upper layers matter more than on the lower ones.
+#   The source article adds "keeping only the first-layer prefix drops ROUGE-L by 4.7" — the
+#   paper has no such ablation; this lesson measures that prefix itself.
+#
+# **What you will learn:** how `Prefix.init_from_tokens`, `length` and `layers=[...]` work, and
+# which of the papers' directions show up on the course's frozen base model — each as a paired
+# verdict over seeds, "not shown" where the seeds disagree.
+#
+# Run: `python lessons/08_prefix_init_length_depth.py [--fast | --full]` (default: under a
+# minute on a 2-core CPU; `--fast`: seconds, what the tests run; `--full`: 5 seeds, 100 test
+# inputs, lengths 20 and 40, a larger sample and a second task for the initialisation, and the
+# half-depth prefixes).
 
 # %%
+import json
 import statistics
-import sys
 
-from common import Stopwatch, evaluate, load_base, setup, table, tune
-from toyworld import make_split
+from common import (RESULTS, SEEDS, Verdict, chosen_lr, evaluate, lesson_mode, load_base,
+                    seed_everything, setup, spread, table, takeaway, tune, validation_loss,
+                    verdict)
 from minitx.tuning import Prefix, SoftPrompt, Tuned, count_parameters
+from toyworld import make_split
 
-MID, LR, SOFT_LR, BATCH = 128, 5e-3, 3e-2, 8
+MODE = lesson_mode()
+LR_RECORD = json.loads((RESULTS / "learning_rates.json").read_text())
+SWEEP = LR_RECORD["budget"]  # the training budget the learning rates were chosen with
+SETTINGS = {  # (a): examples and steps per data size; (b), (c): examples, steps, lengths
+    "fast": dict(init_sizes=((8, 4),), n_train=32, steps=6, n_test=8, lengths=(1, 10),
+                 halves=False),
+    "default": dict(init_sizes=((16, 30),), n_train=SWEEP["n_train"], steps=SWEEP["steps"],
+                    n_test=40, lengths=(1, 5, 10), halves=False),
+    "full": dict(init_sizes=((16, 30), (256, 120)), n_train=SWEEP["n_train"],
+                 steps=SWEEP["steps"], n_test=100, lengths=(1, 5, 10, 20, 40), halves=True),
+}
+S = SETTINGS[MODE]
+SEED_LIST = SEEDS[MODE]
+setup(0)
+base, tok = load_base("small")
+MID = 128  # the MLP's hidden width: the course's standard prefix_mlp (common.build_method)
+BATCH = SWEEP["batch_size"]
+LR = {task: {method: chosen_lr(task, method) for method in ("prefix_mlp", "prompt")}
+      for task in ("reverse", "first_last")}
+print(f"mode {MODE}: seeds {list(SEED_LIST)}; learning rates chosen by lessons/choose_lrs.py "
+      f"({LR_RECORD['date']})")
+print(f"on the validation split (seed {LR_RECORD['seed']}, {SWEEP['n_train']} examples, "
+      f"{SWEEP['steps']} steps of {BATCH}; the lowest validation loss wins):")
+for name, rates in LR.items():
+    print(f"  {name}: " + ", ".join(f"{method} {rate:g}" for method, rate in rates.items()))
+
+runs = {}  # (task, arm, n_train, steps, seed) -> test scores (and the step-0 score in (a))
 
 
-def measure(base, tok, task, make, train_set, test_set, steps, seeds, lr=LR):
-    """Train `make()` for each seed; return the test metrics of every run and the trainable
-    (during training) and kept (after export) parameter counts."""
-    runs = []
-    for seed in seeds:
-        setup(seed)
+def train_arm(task, arm, make, n_train, steps, seed, lr, test_set, score_start=False):
+    """Train `make()` (built after seeding) on this seed's sample; cached in `runs`. With
+    score_start, also the untrained method's exact match and both runs' answer NLL x100."""
+    key = (task, arm, n_train, steps, seed)
+    if key not in runs:
+        seed_everything(seed)  # the seed draws the initialisation ...
         method = make()
-        tuned, _ = tune(base, tok, method, train_set, steps, lr, batch_size=BATCH, seed=seed)
-        runs.append(evaluate(tuned, tok, task, test_set))
-    kept = method.export() if isinstance(method, Prefix) else method
-    return runs, count_parameters(method)[0], count_parameters(kept)[0]
+        start, nll = None, None
+        if score_start:
+            untrained = Tuned(base)
+            untrained.add(task, method)
+            start = evaluate(untrained, tok, task, test_set)["exact"]
+        train_set = make_split(task, n_train, "train", seed=seed)  # ... the sample ...
+        tuned, _ = tune(base, tok, method, train_set, steps, lr, batch_size=BATCH, seed=seed,
+                        task=task)  # ... and the batch order
+        if score_start:
+            nll = 100 * validation_loss(tuned, tok, test_set)
+        runs[key] = {**evaluate(tuned, tok, task, test_set), "step 0": start, "nll": nll,
+                     "method": method}
+    return runs[key]
 
 
-def spread(runs, key):
-    values = [r[key] for r in runs]
-    return {f"{key} mean": statistics.mean(values), "min": min(values), "max": max(values)}
+def per_seed(task, arm, n_train, steps, metric):
+    return [runs[task, arm, n_train, steps, seed][metric] for seed in SEED_LIST]
 
 
 # %% [markdown]
@@ -66,276 +94,287 @@ def spread(runs, key):
 #
 # `Prefix.init_from_tokens(model, ids)` runs the frozen model on the words and copies the keys
 # and values it computes into the prefix (with the MLP: it solves the MLP's last layer so that
-# the MLP outputs exactly those keys and values). For a prefix as long as the phrase, the
-# prefix *is* the hard prompt: "reverse the list :" as a prefix in front of "red blue green =>"
-# computes exactly what the model computes for "reverse the list : red blue green =>"
-# (lesson 03 proves the equality). So task-relevant words start where a good hard prompt is.
+# the MLP outputs exactly those keys and values). For a prefix as long as the phrase, the prefix
+# *is* the hard prompt: "reverse the list :" as a prefix in front of "red blue green =>"
+# computes what the model computes for "reverse the list : red blue green =>" (lesson 03 proves
+# the equality). So task-relevant words start where a good hard prompt is.
 #
-# Task: reverse *without* an instruction (the frozen model: 0%), trained on only 16 examples
-# (low data) or on 256. Three starts for the same 4-position prefix: the words of the
-# pretrained instruction "reverse the list :", unrelated real words ("the coffee was lovely",
-# a review), and the MLP's own random initialisation (PyTorch defaults; the paper's random
-# baseline was a uniform draw — a different random, the same role). A second case asks whether
-# the task's *own* wording helps when the model never learned it: first_last, initialised from
-# "say the last word then the first word :" — real, relevant words whose meaning this model
-# never saw.
-
+# Task: reverse *without* an instruction, trained on a small sample (low data). Three starts
+# for the same 4-position prefix: the words of a pretrained instruction, unrelated real words
+# (a review's), and the MLP's own random initialisation (PyTorch's defaults; the paper's random
+# baseline was a uniform draw — a different random, the same role). The three starts of one
+# seed share P′, the MLP's first layer, the training sample and the batch order: paired.
 
 # %%
-INIT_CASES = [  # task, relevant words, unrelated words (same number of tokens)
-    ("reverse", "reverse the list :", "the coffee was lovely"),
-    ("first_last", "say the last word then the first word :",
-     "the coffee was lovely but the staff was awful"),
-]
+INIT_CASES = [("reverse", "reverse the list :", "the coffee was lovely")]
+if MODE == "full":  # a task whose own wording this model never learned
+    INIT_CASES.append(("first_last", "say the last word then the first word :",
+                       "the coffee was lovely but the staff was awful"))
+INITS = ("task words", "unrelated", "random")  # the three starts
+fit_errors = []  # how exactly the MLP reproduces the words' keys and values
 
 
-def init_study(base, tok, cases, sizes, seeds, n_test=50):
-    """For each (task, data size, init): exact match at step 0 and after training."""
-    rows = []
-    for task, relevant, unrelated in cases:
-        length = len(tok.encode(relevant))
-        test_set = make_split(task, n_test, "test")
-        hard = evaluate(base, tok, task, test_set, relevant.rstrip(" :"))["exact"]
-        bare = evaluate(base, tok, task, test_set)["exact"]
-        print(f"{task}: the frozen model with the hard prompt '{relevant}' scores {hard:.0f}% "
-              f"exact; with no instruction {bare:.0f}%")
-        for n_train, steps in sizes[task]:
-            train_set = make_split(task, n_train, "train")
-            run_seeds = seeds if n_train <= 32 else seeds[:2]  # the spread lives in low data
-            for init, words in (("task words", relevant), ("unrelated words", unrelated),
-                                ("random", None)):
-                start, errors = [], []
+def init_prefix(words, length):
+    prefix = Prefix(base, length, mid=MID)
+    if words is not None:
+        fit_errors.append(prefix.init_from_tokens(base, tok.encode(words)))
+    return prefix
 
-                def make():
-                    prefix = Prefix(base, length, mid=MID)
-                    if words is not None:
-                        errors.append(prefix.init_from_tokens(base, tok.encode(words)))
-                    probe = Tuned(base)
-                    probe.add("task", prefix)
-                    start.append(evaluate(probe, tok, task, test_set)["exact"])
-                    return prefix
 
-                runs, _, _ = measure(base, tok, task, make, train_set, test_set, steps, run_seeds)
-                rows.append({"task": task, "train examples": n_train, "steps": steps,
-                             "seeds": len(run_seeds),
-                             "init": init, "words": words or "-",
-                             "step-0 exact": statistics.mean(start), **spread(runs, "exact"),
-                             "init mse": max(errors) if errors else float("nan"),
-                             "hard prompt": hard, "no instruction": bare})
-    hidden = ("init mse", "hard prompt", "no instruction")
-    table([{k: v for k, v in r.items() if k not in hidden} for r in rows],
-          f"(a) initialisation: exact match % on {n_test} test inputs (mean, min, max over seeds)")
-    return rows
-
+init_rows, init_verdicts, init_frozen = [], {}, {}
+for task, relevant, unrelated in INIT_CASES:
+    length = len(tok.encode(relevant))
+    test_set = make_split(task, S["n_test"], "test")
+    init_frozen[task] = {"hard prompt": evaluate(base, tok, task, test_set,
+                                                 relevant.rstrip(" :"))["exact"],
+                         "no instruction": evaluate(base, tok, task, test_set)["exact"]}
+    print(f"\n{task}, the frozen model: {init_frozen[task]['no instruction']:.1f}% exact with no "
+          f"instruction, {init_frozen[task]['hard prompt']:.1f}% with")
+    print(f"  '{relevant}' in front")
+    for n_train, steps in S["init_sizes"]:
+        for init, words in zip(INITS, (relevant, unrelated, None)):
+            for seed in SEED_LIST:
+                train_arm(task, init, lambda: init_prefix(words, length), n_train, steps, seed,
+                          LR[task]["prefix_mlp"], test_set, score_start=True)
+            init_rows.append({"task": task, "train": n_train, "steps": steps, "init": init,
+                              "step-0 exact": spread(per_seed(task, init, n_train, steps,
+                                                              "step 0")),
+                              "exact after": spread(per_seed(task, init, n_train, steps,
+                                                             "exact")),
+                              "NLL after": spread(per_seed(task, init, n_train, steps, "nll"))})
+        exact = {init: per_seed(task, init, n_train, steps, "exact") for init in INITS}
+        nll = {init: [-x for x in per_seed(task, init, n_train, steps, "nll")] for init in INITS}
+        for metric, scores, says in (("exact", exact, "exact %"),
+                                     ("nll", nll, "minus the NLL x100")):
+            print(f"verdicts, {task}, {n_train} examples, {says} after training (A-B per seed):")
+            for a, b in (("task words", "random"), ("unrelated", "random"),
+                         ("task words", "unrelated")):
+                init_verdicts[task, n_train, metric, a, b] = verdict(f"{a} > {b}", scores[a],
+                                                                     scores[b])
+table(init_rows, f"(a) initialisation, no instruction: {S['n_test']} test inputs, "
+      f"{len(SEED_LIST)} seeds", notes={
+          "train, steps": f"training examples per seed, steps (batches of {BATCH})",
+          "init": "task words / unrelated (real words) / random: how the prefix starts",
+          "step-0 exact": "exact match of the untrained prefix: mean (lowest-highest seed)",
+          "exact after": "exact match after training: mean (lowest-highest seed)",
+          "NLL after": "mean -log p of each answer token x100 after training (lower is better)"})
+print(f"(the MLP reproduces the words' keys and values to a mean squared error of at most "
+      f"{max(fit_errors):.1e})")
 
 # %% [markdown]
-# ## (b) Prefix length and (c) which layers carry it
+# **What the output means.** The step-0 column shows the equality above at work: the prefix
+# made from the pretrained instruction's own keys and values scores what that hard prompt
+# scores, before any training; compare the other two starts with the frozen model's score with
+# no instruction. Whether the head start survives training is what the verdicts say, on two
+# scores: exact match, which a run either reaches or not, and the finer answer NLL (lower is
+# better; the verdict compares minus the NLL, so "holds" means the first start ends lower).
+# `--full` adds a larger sample (the paper: the advantage fades with more data) and first_last,
+# whose own wording this model never learned, so its "task words" are just words.
+#
+# ## (b) Prefix length
 #
 # Task: first_last without an instruction ("chair 4 can paint phone knife =>" gives "knife
-# chair"), never pretrained, so the prefix must supply the skill — 256 training examples.
-# Metrics: exact match and ROUGE-L (the longest common subsequence; partly right answers get
-# partial credit). BLEU is left out for this task: its answers are two words long and BLEU-4
-# needs 4-grams (it is 0 for every system). `--full` adds the returns task ("can i return the
-# grey camera i bought =>" gives "yes you can return the grey camera within 14 days"), whose
-# long answers BLEU can score.
-#
-# Depth: with the prefix length fixed at 10, the prefix sits on all 4 layers, on the top half
-# (layers 2-3), on the bottom half (layers 0-1), on layer 0 alone (the source article's
-# "first-layer prefix"), or nowhere but the input embeddings — a `SoftPrompt` of 10 virtual
-# tokens, Li & Liang's "embedding-only" ablation (direct parameters, uniform init in
-# [-0.5, 0.5], learning rate 3e-2: a soft prompt has no MLP to enlarge its steps, so it needs a
-# larger learning rate; Lester et al. used 0.3).
-# The "kept" column counts what is saved after `export()`: 2 · layers · P · d for a prefix,
-# P · d for the soft prompt.
-
+# chair"), never pretrained, so the prefix must supply the skill. Metrics: exact match and
+# ROUGE-L (Lin 2004: the longest common subsequence, so half-right answers get partial
+# credit). BLEU is left out: the answers are two words long and BLEU-4 needs 4-grams. Every
+# length runs on every seed at the MLP's chosen rate, with the budget the rate was chosen with;
+# `--full` adds lengths 20 and 40 (Li & Liang searched 1 to 40 for table-to-text). The "kept"
+# column counts what `export()` keeps, 2 · layers · P · d.
 
 # %%
-METRICS = {"first_last": ("exact", "rouge_l"), "returns": ("exact", "bleu", "rouge_l")}
+task = "first_last"
+test_set = make_split(task, S["n_test"], "test")
+frozen = evaluate(base, tok, task, test_set)
+print(f"the frozen model on {task} without an instruction: exact {frozen['exact']:.1f}%, "
+      f"ROUGE-L {frozen['rouge_l']:.1f}")
+lr = LR[task]["prefix_mlp"]
 
 
-def sweep_row(label, runs, trained, kept, metrics):
-    row = {"prefix": label, "trained": trained, "kept": kept, **spread(runs, metrics[0])}
-    row.update({f"{m} mean": statistics.mean(r[m] for r in runs) for m in metrics[1:]})
-    row["per seed"] = runs  # kept for the verdict; not printed
-    return row
+def all_layers(P):
+    return lambda: Prefix(base, P, mid=MID)
 
 
-def show(rows, title):
-    table([{k: v for k, v in r.items() if k != "per seed"} for r in rows], title)
+length_rows = []
+for P in S["lengths"]:
+    for seed in SEED_LIST:
+        train_arm(task, f"P={P}", all_layers(P), S["n_train"], S["steps"], seed, lr, test_set)
+    method = runs[task, f"P={P}", S["n_train"], S["steps"], SEED_LIST[0]]["method"]
+    length_rows.append({"P": P, "kept": count_parameters(method.export())[0],
+                        "trained": count_parameters(method)[0],
+                        "exact %": spread(per_seed(task, f"P={P}", S["n_train"], S["steps"],
+                                                   "exact")),
+                        "ROUGE-L": spread(per_seed(task, f"P={P}", S["n_train"], S["steps"],
+                                                   "rouge_l"))})
+table(length_rows, f"(b) prefix length, {task}: {S['n_train']} examples, {S['steps']} steps, "
+      f"lr {lr:g}, {len(SEED_LIST)} seeds", notes={
+          "kept, trained": "numbers kept after export() / trained with the MLP",
+          "exact %, ROUGE-L": "mean (lowest-highest seed) on the test inputs"})
 
 
-def length_and_depth(base, tok, task, lengths, seeds, steps, n_train=256, n_test=50, depth_p=10):
-    train_set = make_split(task, n_train, "train")
-    test_set = make_split(task, n_test, "test")
-    metrics = METRICS[task]
-    frozen = evaluate(base, tok, task, test_set)
-    print(f"the frozen model on {task} without an instruction: "
-          + ", ".join(f"{m} {frozen[m]:.1f}" for m in metrics))
-    n = base.config.n_layer
-    by_length = []
-    for P in lengths:
-        runs, trained, kept = measure(base, tok, task, lambda: Prefix(base, P, mid=MID),
-                                      train_set, test_set, steps, seeds)
-        row = sweep_row(f"all {n} layers", runs, trained, kept, metrics)
-        by_length.append({"P": P, **{k: v for k, v in row.items() if k != "prefix"}})
-    show(by_length, f"(b) prefix length, {task} without instruction, {steps} steps, "
-          f"{len(seeds)} seeds (mean, min, max of {metrics[0]}; mean of the rest)")
+def rouge(arm):
+    return per_seed(task, arm, S["n_train"], S["steps"], "rouge_l")
 
-    all_layers = f"all {n} layers (0-{n - 1})"
-    depth = [{"prefix": all_layers, **{k: v for k, v in r.items() if k != "P"}}
-             for r in by_length if r["P"] == depth_p]  # the same runs as in (b)
-    if not depth:  # the length sweep did not include depth_p: train the all-layer prefix here
-        runs, trained, kept = measure(base, tok, task, lambda: Prefix(base, depth_p, mid=MID),
-                                      train_set, test_set, steps, seeds)
-        depth = [sweep_row(all_layers, runs, trained, kept, metrics)]
-    placements = [(f"top half ({n // 2}-{n - 1})", list(range(n // 2, n))),
-                  (f"bottom half (0-{n // 2 - 1})", list(range(n // 2))),
-                  ("first layer only (0)", [0])]
-    for label, layers in placements:
-        runs, trained, kept = measure(
-            base, tok, task, lambda: Prefix(base, depth_p, mid=MID, layers=layers),
-            train_set, test_set, steps, seeds)
-        depth.append(sweep_row(label, runs, trained, kept, metrics))
-    runs, trained, kept = measure(base, tok, task, lambda: SoftPrompt(base, depth_p),
-                                  train_set, test_set, steps, seeds, lr=SOFT_LR)
-    depth.append(sweep_row("input only (soft prompt)", runs, trained, kept, metrics))
-    show(depth, f"(c) where the prefix sits (P = {depth_p}), {task} without instruction, "
-          f"{steps} steps, {len(seeds)} seeds")
-    return by_length, depth, frozen
 
+print("\nverdicts, ROUGE-L (A-B per seed):")
+length_verdicts = {(long, short): verdict(f"P={long} > P={short}", rouge(f"P={long}"),
+                                          rouge(f"P={short}"))
+                   for short, long in zip(S["lengths"], S["lengths"][1:])}
+if 1 in S["lengths"] and 10 in S["lengths"] and (10, 1) not in length_verdicts:
+    length_verdicts[10, 1] = verdict("P=10 > P=1", rouge("P=10"), rouge("P=1"))
 
 # %% [markdown]
-# The paper's numbers for comparison (Li & Liang 2021, ACL version, intrinsic evaluation: E2E,
-# GPT-2 medium, BLEU / ROUGE-L). There is no per-layer ablation in the paper; its nearest
-# evidence is the embedding-only rows.
-
+# A "best length" needs more than the highest mean: it must beat every other length on every
+# seed. The cell checks every pair (without printing them all) and names a best length only
+# when such a length exists.
 
 # %%
-PAPER_E2E = [  # quoted, not measured
-    {"paper (E2E, GPT-2 medium)": "prefix on every layer", "BLEU": 70.3, "ROUGE-L": 72.1},
-    {"paper (E2E, GPT-2 medium)": "embedding-only, 1 token (EMB-1)", "BLEU": 48.1, "ROUGE-L": 60.2},
-    {"paper (E2E, GPT-2 medium)": "embedding-only, 10 tokens (EMB-10)", "BLEU": 62.2,
-     "ROUGE-L": 66.4},
-    {"paper (E2E, GPT-2 medium)": "embedding-only, 20 tokens (EMB-20)", "BLEU": 61.9,
-     "ROUGE-L": 65.6},
+def beats(a, b):
+    return Verdict(f"P={a} > P={b}", [x - y for x, y in zip(rouge(f"P={a}"), rouge(f"P={b}"))])
+
+
+best = [P for P in S["lengths"]
+        if all(beats(P, Q).word == "holds" for Q in S["lengths"] if Q != P)]
+best_length = best[0] if best else None
+print(f"best length: P={best_length} (its verdicts hold against every other length)"
+      if best else "best length: none shown (no length beats every other on every seed)")
+
+# %% [markdown]
+# ## (c) Which layers carry the prefix
+#
+# With the length fixed at 10, the prefix sits on all layers (the same runs as P=10 in (b)), on
+# the first layer alone (the source article's "first-layer prefix"), on the last layer alone,
+# or nowhere but the input embeddings: a `SoftPrompt` of 10 vectors, Li & Liang's
+# "embedding-only" ablation (the course's standard soft prompt, initialised from sampled words,
+# at the rate chosen for it: it has no MLP to enlarge its steps). `--full` adds the bottom and
+# the top half. A prefix on fewer layers trains at the same rate as on all of them. "kept"
+# counts what is saved: 2 · layers · P · d for a prefix, P · d for the soft prompt.
+
+# %%
+n_layer = base.config.n_layer
+DEPTH_P = 10
+PLACEMENTS = {"all layers": None, "first layer only": [0], "last layer only": [n_layer - 1]}
+if S["halves"]:
+    PLACEMENTS.update({"bottom half": list(range(n_layer // 2)),
+                       "top half": list(range(n_layer // 2, n_layer))})
+ARMS = {name: (lambda layers=layers: Prefix(base, DEPTH_P, mid=MID, layers=layers))
+        for name, layers in PLACEMENTS.items()}
+ARMS["input only (soft prompt)"] = lambda: SoftPrompt(base, DEPTH_P, init="vocab")
+LAYERS_OF = {**{name: "all" if layers is None else " ".join(map(str, layers))
+                for name, layers in PLACEMENTS.items()}, "input only (soft prompt)": "input"}
+for name, make in ARMS.items():
+    arm = f"P={DEPTH_P}" if name == "all layers" else name  # all layers = (b)'s P=10 runs
+    rate = LR[task]["prompt"] if name.startswith("input") else lr
+    for seed in SEED_LIST:
+        train_arm(task, arm, make, S["n_train"], S["steps"], seed, rate, test_set)
+
+
+def arm_of(name):
+    return f"P={DEPTH_P}" if name == "all layers" else name
+
+
+depth_rows = []
+for name in ARMS:
+    method = runs[task, arm_of(name), S["n_train"], S["steps"], SEED_LIST[0]]["method"]
+    kept = method.export() if isinstance(method, Prefix) else method
+    depth_rows.append({"prefix": name, "layers": LAYERS_OF[name],
+                       "kept": count_parameters(kept)[0], "trained": count_parameters(method)[0],
+                       "exact %": spread(per_seed(task, arm_of(name), S["n_train"], S["steps"],
+                                                  "exact")),
+                       "ROUGE-L": spread(rouge(arm_of(name)))})
+table(depth_rows, f"(c) where the P = {DEPTH_P} prefix sits, {task}, {len(SEED_LIST)} seeds",
+      notes={"layers": f"the layers with a prefix (0 = first, {n_layer - 1} = last); input = "
+                       "the input embeddings"})
+print(f"\nsetting: {task} without an instruction, {S['n_train']} training examples per seed, "
+      f"{S['steps']} steps of {BATCH},")
+print(f"  P = {DEPTH_P}, MLP mid {MID} at lr {lr:g} (soft prompt lr {LR[task]['prompt']:g}), "
+      f"a frozen {n_layer}-layer, width-{base.config.n_embd} base")
+print("  (the article's -4.7 ROUGE-L names no setting; Li & Liang have no per-layer ablation)")
+print("verdicts, ROUGE-L (A-B per seed):")
+depth_verdicts = {
+    "all > first": verdict("all > first layer only", rouge(f"P={DEPTH_P}"),
+                           rouge("first layer only")),
+    "first > last": verdict("first > last layer only", rouge("first layer only"),
+                            rouge("last layer only")),
+    "all > input": verdict("all layers > input only", rouge(f"P={DEPTH_P}"),
+                           rouge("input only (soft prompt)")),
+}
+if S["halves"]:
+    depth_verdicts["top > bottom"] = verdict("top half > bottom half", rouge("top half"),
+                                             rouge("bottom half"))
+first_layer_verdict = depth_verdicts["all > first"]  # lesson 16 points readers here
+
+# %% [markdown]
+# **What the output means.** "all layers > first layer only" is the article's claim turned into
+# a test on this model: "holds" means the first-layer-only prefix scored lower on every seed
+# (the A-B number is how much, in ROUGE-L points), "reversed" that it scored higher on every
+# seed, "not shown" that the seeds disagree. "first layer only > last layer only" asks P-tuning
+# v2's question in its smallest form: its finding, that upper layers matter more, predicts
+# "reversed". A 4-layer toy model trained for a minute of CPU is not GPT-2 medium trained for
+# epochs: a verdict here is evidence about this setting, printed beside the setting.
+#
+# The paper's own numbers for the embedding-only comparison, quoted (not measured here):
+
+# %%
+PAPER_E2E = [  # Li & Liang 2021, arXiv 2101.00190, ACL version, Table 4 (E2E, GPT-2 medium)
+    {"Li & Liang Table 4 (E2E)": "prefix (every layer)", "BLEU": 70.3, "ROUGE-L": 72.1},
+    {"Li & Liang Table 4 (E2E)": "embedding-only, 1 vector", "BLEU": 48.1, "ROUGE-L": 60.2},
+    {"Li & Liang Table 4 (E2E)": "embedding-only, 10 vectors", "BLEU": 62.2, "ROUGE-L": 66.4},
+    {"Li & Liang Table 4 (E2E)": "embedding-only, 20 vectors", "BLEU": 61.9, "ROUGE-L": 65.6},
 ]
+table(PAPER_E2E, "quoted: Li & Liang 2021 (arXiv 2101.00190, ACL version, Table 4), GPT-2 medium")
 
-
-def verdicts(init_rows, by_length, depth):
-    """The papers' claims next to what was measured, as numbers."""
-    out = {}
-    first = init_rows[0]["task"]
-    for n_train in sorted({r["train examples"] for r in init_rows if r["task"] == first}):
-        rows = {r["init"]: r["exact mean"] for r in init_rows
-                if r["task"] == first and r["train examples"] == n_train}
-        out[f"init_gap_{n_train}"] = rows["task words"] - rows["random"]
-        print(f"(a) {first}, {n_train} examples: task words {rows['task words']:.1f}%, unrelated "
-              f"{rows['unrelated words']:.1f}%, random {rows['random']:.1f}% "
-              f"(task words - random = {out[f'init_gap_{n_train}']:+.1f})")
-    key = [k for k in by_length[0] if k.endswith(" mean")][0]
-    best = max(by_length, key=lambda r: r[key])
-    out["best_length"] = best["P"]
-    print(f"(b) best length by {key}: P = {best['P']} (paper: ~10 for table-to-text, chosen 5 "
-          f"for E2E)")
-    row = {r["prefix"].split(" (")[0]: r for r in depth}
-    row["all"] = row.pop(next(k for k in row if k.startswith("all")))
-
-    def gap(a, b, claim, key="rouge_l"):
-        """Mean difference a - b and the per-seed differences (same seed, same batches)."""
-        per_seed = [x[key] - y[key] for x, y in zip(row[a]["per seed"], row[b]["per seed"])]
-        print(f"(c) ROUGE-L, {a} - {b}: {statistics.mean(per_seed):+.1f} (per seed: "
-              f"{', '.join(f'{d:+.1f}' for d in per_seed)}) — {claim}")
-        return statistics.mean(per_seed)
-
-    out["first_layer_minus_all_rouge"] = gap(
-        "first layer only", "all", "the article claims -4.7; the paper has no such ablation")
-    out["top_minus_bottom_rouge"] = gap(
-        "top half", "bottom half", "P-tuning v2: upper layers matter more, i.e. > 0")
-    out["input_only_minus_all_rouge"] = gap(
-        "input only", "all", "paper, E2E: EMB-10 - full prefix = 66.4 - 72.1 = -5.7")
-    return out
+low = S["init_sizes"][0][0]  # the low-data size of (a)
+paper_vs_run = [  # claim, source, the direction the source reports or claims, this run's verdict
+    ("task words > random", "L&L §7.4", "holds (little data)",
+     init_verdicts["reverse", low, "nll", "task words", "random"]),
+    ("unrelated > random", "L&L §7.4", "holds (little data)",
+     init_verdicts["reverse", low, "nll", "unrelated", "random"]),
+    *((v.claim, "L&L §7.1", "holds" if a <= 10 else "reversed (slightly)", v)
+      for (a, b), v in length_verdicts.items()),
+    ("all layers > input only", "L&L Table 4", "holds", depth_verdicts["all > input"]),
+    ("all > first layer only", "the article", "holds (-4.7 ROUGE-L)",
+     depth_verdicts["all > first"]),
+    ("first > last layer only", "P-tuning v2 §4.4", "reversed", depth_verdicts["first > last"]),
+    *([("top half > bottom half", "P-tuning v2 §4.4", "holds", depth_verdicts["top > bottom"])]
+      if S["halves"] else []),
+]
+table([{"claim": claim, "source": source, "source: A > B": expected, "this run": v.word}
+       for claim, source, expected, v in paper_vs_run],
+      "the sources' directions and this run's verdicts", notes={
+          "source": "L&L = Li & Liang 2021; the article makes its claim without a source",
+          "this run": "init: on the answer NLL; length and depth: on ROUGE-L"})
 
 
 # %%
-def main(fast=False, full=False):
-    setup(0)
-    with Stopwatch() as clock:
-        base, tok = load_base("small")
-        if fast:
-            seeds, n_test = (0,), 10
-            sizes = {"reverse": [(16, 4), (64, 4)]}
-            sweep_config = dict(lengths=(1, 10), steps=6, n_train=64)
-            tasks = ["first_last"]
-        elif full:
-            seeds, n_test = (0, 1, 2, 3), 100
-            sizes = {"reverse": [(16, 40), (256, 120)], "first_last": [(16, 40), (256, 120)]}
-            sweep_config = dict(lengths=(1, 5, 10, 20, 40), steps=150)
-            tasks = ["first_last", "returns"]
-        else:
-            seeds, n_test = (0, 1, 2), 50
-            sizes = {"reverse": [(16, 40), (256, 80)], "first_last": [(16, 40)]}
-            sweep_config = dict(lengths=(1, 5, 10, 20), steps=60)
-            tasks = ["first_last"]
-        print("== (a) initialisation from real words ==")
-        cases = [c for c in INIT_CASES if c[0] in sizes]
-        init_rows = init_study(base, tok, cases, sizes, seeds, n_test=n_test)
-        results = {"init": init_rows, "sweeps": {}}
-        for task in tasks:
-            print(f"\n== (b) length and (c) depth: {task} ==")
-            by_length, depth, frozen = length_and_depth(
-                base, tok, task, seeds=seeds if full else seeds[:2],
-                n_test=min(n_test, 50) if task == "returns" else n_test,  # 57 test inputs exist
-                **sweep_config)
-            results["sweeps"][task] = {"length": by_length, "depth": depth, "frozen": frozen}
-        table(PAPER_E2E, "paper, for comparison (quoted: Li & Liang 2021, arXiv 2101.00190, "
-                         "ACL version)")
-        print("\n== the claims next to the measurements ==")
-        sweep = results["sweeps"]["first_last"]
-        results.update(verdicts(init_rows, sweep["length"], sweep["depth"]))
-    print(f"\n{clock.seconds:.1f} s wall")
-    return results
+def said(v):
+    return f"{v.claim}: {v.word} (A-B {v.mean:+.1f})"
 
+
+takeaway(
+    *(f"init ({low} examples), {says}: {said(init_verdicts['reverse', low, metric, a, b])}"
+      for metric, says in (("exact", "exact %"), ("nll", "-NLL"))
+      for a, b in (("task words", "random"), ("unrelated", "random"))),
+    *(f"length, ROUGE-L: {said(v)}" for v in length_verdicts.values()),
+    f"best length: P={best_length}" if best_length else
+    "best length: none shown (no length beats every other on every seed)",
+    *(f"depth, ROUGE-L: {said(v)}" for v in depth_verdicts.values()),
+)
 
 # %% [markdown]
-# ## What it found (one run of each mode of this script; rerun to see your numbers)
+# ## Exercises
 #
-# * (a) Initialisation, reverse. With 16 examples, starting from the words of the pretrained
-#   instruction gives 100% from step 0 and keeps it (the prefix *is* that hard prompt);
-#   unrelated real words reach 98%; random 67% with a seed range of 10-98%. With 256 examples
-#   all three end at 100% (`--full`: 97 / 95 / 73 in low data over 4 seeds, 100 / 100 / 99.5
-#   with more data over 2). That is the paper's pattern: real-word init matters in low data and
-#   washes out with more data; task-relevant >= unrelated > random.
-# * (a) Initialisation, first_last, whose own wording this model never learned. In low data
-#   that wording was the *worst* start (0% after 40 steps, against 10-20% for the others): a
-#   phrase the model cannot act on gives keys and values that point nowhere useful. With 256
-#   examples and 120 steps (`--full`, 2 seeds) it became the *best* (99.5% against 91% random
-#   and 47.5% unrelated, 0-95). So "relevant words help in low data" held only where the model
-#   already knew what the words meant; where it did not, the effect appeared late and
-#   reversed — a case the paper's experiments (always on a model that reads English) do not
-#   cover.
-# * (b) Length. Default (first_last, 60 steps): 1 position is far too little (1%); 5, 10 and 20
-#   give 57 / 55 / 50%, best at 5 — a rise and a slight dip, as in the paper (E2E chose 5), but
-#   within the seed noise. `--full` (150 steps, 4 seeds): on first_last longer kept helping a
-#   little (95-100% from 5 to 40, no dip); on returns the dip is strong — 5 positions were
-#   best (BLEU 74, 26% exact), 10-40 worse (BLEU 50-61). The best length depends on the task
-#   and the training budget; the paper's small chosen lengths are a sensible default.
-# * (c) Depth. On first_last the *bottom* half (layers 0-1) was best (96-98%, both modes),
-#   the top half alone learned nothing (0-2%), and all four layers were close to the bottom half
-#   once trained long enough (55% default, 96% full). `--full` on returns gave the same order
-#   (BLEU: bottom 66 > all 61 > first layer 56 > top 47 > input only 5). That is the opposite of
-#   P-tuning v2's "upper layers matter more" (measured there on NLU tasks with large models).
-#   A likely reason: these tasks are about *which positions to read*, and in a 4-layer model
-#   that routing must be set up early; a prefix that only reaches layers 2-3 comes too late.
-# * The article's "first-layer prefix only: ROUGE-L -4.7". The paper has no such ablation, so
-#   the claim stays unsourced. On this toy task the first-layer-only prefix lost about 4 ROUGE-L
-#   (default: -3.8, the two seeds said -10.3 and +2.7) and 4.8 (`--full`, every one of 4 seeds
-#   negative, -1.8 to -7.5): a drop of about that size, measured on a different model, task
-#   and training budget — a coincidence of magnitude, not a confirmation.
-# * Input only (a soft prompt of 10 tokens, the paper's embedding-only) trailed the full prefix
-#   by 8 ROUGE-L (default) and 21 (`--full`), the direction of the paper's E2E gap (EMB-10 vs
-#   prefix, -5.7 ROUGE-L).
-
-
-# %%
-if __name__ == "__main__":
-    main(fast="--fast" in sys.argv, full="--full" in sys.argv)
+# 1. **A prefix of real words is a hard prompt.** Build a *direct* prefix (`mid=None`) of
+#    length 4, set it from "reverse the list :" with `init_from_tokens`, and compare the
+#    logits for "red blue green =>" with the frozen model's logits for "reverse the list : red
+#    blue green =>". *Observe:* equal up to float rounding. *Hint:* `Tuned(base)`, `add`, and
+#    compare the last position's logits; positions continue at P (lesson 03).
+# 2. **Count before you run.** A prefix of length 10 on layers 1 and 2 only: how many numbers
+#    does it keep after `export()`? *Observe:* 2 · 2 · 10 · 128. *Hint:*
+#    `count_parameters(Prefix(base, 10, mid=MID, layers=[1, 2]).export())[0]`.
+# 3. **More data.** Rerun (a) with 256 training examples and more steps (set
+#    `S["init_sizes"] = ((256, 120),)`). Does "task words > random" still hold? *Hint:* the
+#    paper says the advantage fades with the full data; the `--full` mode runs both sizes.
+# 4. **Open: depth, seriously.** Is the first-layer-only verdict a property of this task, or of
+#    its training budget? Rerun (c) with 3x the steps and with another generation task (e.g.
+#    "returns", scored with BLEU as well), and write down a verdict for each setting before
+#    you compare them with the article's number.

@@ -148,3 +148,107 @@ def test_lesson_07_exercise_2_larger_rate_moves_the_prefix_further(lesson07):
         slow = ns["train_prefix"]("MLP", lr, seed, mid=ns["MID"])
         fast = ns["train_prefix"]("MLP", 10 * lr, seed, mid=ns["MID"])
         assert fast["moved"] > 2 * slow["moved"]
+
+
+# ---- lesson 08: initialisation, length, depth --------------------------------------------------
+@pytest.fixture(scope="module")
+def lesson08():
+    return run_lesson("08_prefix_init_length_depth.py")
+
+
+@pytest.mark.slow
+def test_lesson_08_initialisation(lesson08):
+    ns = lesson08
+    rows = ns["init_rows"]
+    assert [r["init"] for r in rows] == list(ns["INITS"])
+    assert max(ns["fit_errors"]) <= 1e-6  # the MLP reproduces the words' keys/values exactly
+    frozen = ns["init_frozen"]["reverse"]
+    assert frozen["hard prompt"] == 100.0 and frozen["no instruction"] == 0.0
+    n_train, steps = ns["S"]["init_sizes"][0]
+    start = {init: ns["per_seed"]("reverse", init, n_train, steps, "step 0")
+             for init in ns["INITS"]}
+    # a prefix made of the instruction's own keys/values IS the hard prompt: same score, every seed
+    assert start["task words"] == [frozen["hard prompt"]] * N_SEEDS
+    assert start["random"] == [0.0] * N_SEEDS
+    assert len(ns["init_verdicts"]) == 6
+    for (task, size, metric, a, b), v in ns["init_verdicts"].items():
+        assert_verdict(v)
+        key = "exact" if metric == "exact" else "nll"
+        sign = 1 if key == "exact" else -1
+        assert v.diffs == pytest.approx(
+            [sign * (x - y) for x, y in zip(ns["per_seed"](task, a, size, steps, key),
+                                            ns["per_seed"](task, b, size, steps, key))])
+
+
+@pytest.mark.slow
+def test_lesson_08_init_fit_recomputed(lesson08):
+    """The printed fit error, recomputed: the MLP's output after init_from_tokens equals the
+    frozen model's own keys and values of the words, read from its cache."""
+    ns = lesson08
+    base, tok = ns["base"], ns["tok"]
+    ids = tok.encode("reverse the list :")
+    torch.manual_seed(0)
+    prefix = Prefix(base, len(ids), mid=ns["MID"])
+    prefix.init_from_tokens(base, ids)
+    with torch.no_grad():
+        present = base(torch.tensor([ids]))[2]
+        for layer, (k, v) in enumerate(present):  # each (1, heads, P, head size)
+            for kv, own in enumerate((k, v)):
+                own = own[0].transpose(0, 1).reshape(len(ids), -1)  # (P, C)
+                assert torch.allclose(prefix.values()[layer, kv], own, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_lesson_08_length_and_depth(lesson08):
+    ns = lesson08
+    d, n_layer = 128, 4
+    for row in ns["length_rows"]:
+        assert row["kept"] == n_layer * 2 * row["P"] * d  # 2 · layers · P · d
+    assert len(ns["length_verdicts"]) == len(ns["S"]["lengths"]) - 1
+    for v in ns["length_verdicts"].values():
+        assert_verdict(v)
+    assert ns["best_length"] is None or ns["best_length"] in ns["S"]["lengths"]
+    if ns["best_length"] is not None:  # named only if it beats every other length on every seed
+        assert all(ns["beats"](ns["best_length"], P).word == "holds"
+                   for P in ns["S"]["lengths"] if P != ns["best_length"])
+    rows = {r["prefix"]: r for r in ns["depth_rows"]}
+    assert list(rows) == ["all layers", "first layer only", "last layer only",
+                          "input only (soft prompt)"]
+    assert rows["first layer only"]["kept"] == rows["last layer only"]["kept"] == 2 * 10 * d
+    assert rows["input only (soft prompt)"]["kept"] == 10 * d
+    base = ns["base"]
+    assert rows["input only (soft prompt)"]["trained"] == count_parameters(SoftPrompt(base, 10))[0]
+    assert rows["first layer only"]["trained"] == count_parameters(
+        Prefix(base, 10, mid=ns["MID"], layers=[0]))[0]
+    assert set(ns["depth_verdicts"]) == {"all > first", "first > last", "all > input"}
+    for v in ns["depth_verdicts"].values():
+        assert_verdict(v)
+    v = ns["first_layer_verdict"]  # what lesson 16 points to
+    assert v is ns["depth_verdicts"]["all > first"] and v.claim == "all > first layer only"
+    assert v.diffs == pytest.approx([a - b for a, b in zip(ns["rouge"]("P=10"),
+                                                           ns["rouge"]("first layer only"))])
+    assert "setting: first_last" in ns["OUTPUT"]
+    assert ns["frozen"]["exact"] == 0.0  # first_last was never pretrained
+
+
+@pytest.mark.slow
+def test_lesson_08_exercise_1_prefix_of_words_is_the_hard_prompt(lesson08):
+    """Exercise 1: a direct prefix set from "reverse the list :" gives the logits of the hard
+    prompt in front of the input."""
+    base, tok = lesson08["base"], lesson08["tok"]
+    words, text = tok.encode("reverse the list :"), tok.encode("red blue green =>")
+    prefix = Prefix(base, len(words))
+    prefix.init_from_tokens(base, words)
+    tuned = Tuned(base)
+    tuned.add("reverse", prefix)
+    with torch.no_grad():
+        with_prefix = tuned(torch.tensor([text]))[0][0, -1]
+        hard_prompt = base(torch.tensor([words + text]))[0][0, -1]
+    assert torch.allclose(with_prefix, hard_prompt, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_lesson_08_exercise_2_count_before_you_run(lesson08):
+    """Exercise 2: a length-10 prefix on layers 1 and 2 keeps 2 · 2 · 10 · 128 numbers."""
+    prefix = Prefix(lesson08["base"], 10, mid=lesson08["MID"], layers=[1, 2])
+    assert count_parameters(prefix.export())[0] == 2 * 2 * 10 * 128

@@ -307,7 +307,7 @@ def takeaway(*lines):
 def sparkline(values, width=40):
     """A one-line text plot of a series (for terminals without matplotlib)."""
     bars = "▁▂▃▄▅▆▇█"
-    step = max(1, len(values) // width)
+    step = max(1, math.ceil(len(values) / width))
     vals = [sum(values[i:i + step]) / len(values[i:i + step]) for i in range(0, len(values), step)]
     lo, hi = min(vals), max(vals)
     return "".join(bars[int((v - lo) / (hi - lo + 1e-12) * (len(bars) - 1))] for v in vals)

@@ -1,4 +1,4 @@
-"""Lessons 15 and 16 (12 follows) run as notebooks in fast mode; the tests read what they computed.
+"""Lessons 12, 15 and 16 run as notebooks in fast mode; the tests read what they computed.
 
 12: task files, loading by name, one mixed-task batch, routing with the frozen base.
 15: method choice: per-seed verdicts at the chosen learning rates, costs, mixed batches, the
@@ -10,6 +10,7 @@ directions that hold on every seed, and the reference solutions of the exercises
 Run alone: `python -m pytest tests/test_lessons_serving.py -q`.
 """
 import copy
+import json
 
 import pytest
 import torch
@@ -33,6 +34,120 @@ def assert_verdict(v):
 def number(text):
     """'10,240' -> 10240 (tables print counts with thousands separators)."""
     return int(str(text).replace(",", ""))
+
+
+# ---- lesson 12: multi-task serving -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ns12():
+    return run_lesson("12_multitask_serving.py")
+
+
+def kept_numbers(method, c):
+    """What a method's file holds at the course's standard sizes, counted from the shapes."""
+    return {"prompt": 10 * c.n_embd,  # 10 soft-prompt embeddings
+            "prefix": 2 * c.n_layer * 10 * c.n_embd,  # K and V, every layer, 10 positions
+            "prefix_mlp": 2 * c.n_layer * 10 * c.n_embd,  # exported: the MLP is dropped
+            "lora": c.n_layer * 4 * (c.n_embd + 3 * c.n_embd),  # r (in + out) on c_attn
+            "adapter": 2 * c.n_layer * (2 * c.n_embd * 16 + 16 + c.n_embd)}[method]
+
+
+@pytest.mark.slow
+def test_lesson_12_methods_chosen_on_validation(ns12):
+    """Each task's method is the lowest validation loss in the committed sweep (not test)."""
+    sweep = json.loads((common.RESULTS / "learning_rates.json").read_text())
+    for task, method in ns12["SERVICE"].items():
+        losses = {m: min(sweep["validation_loss"][task][m].values()) for m in ns12["CANDIDATES"]}
+        assert method == min(losses, key=losses.get) and "full" not in ns12["CANDIDATES"]
+    for row in ns12["rows"]:
+        assert row["lr"] == f"{common.chosen_lr(row['task'], row['method']):g}"
+
+
+@pytest.mark.slow
+def test_lesson_12_files_and_sizes(ns12):
+    base, c = ns12["base"], ns12["base"].config
+    files = {row["file"].split("/")[0]: row for row in ns12["files"]}
+    for task, method in ns12["SERVICE"].items():
+        kept = kept_numbers(method, c)
+        assert number(files[task]["kept"]) == kept
+        n_tensors = len(ns12["trainer"].tasks[task].state_dict())
+        header = 2 + n_tensors  # torch.save's zip: about 1 KB per tensor, at most
+        assert kept * 4 / 1024 <= files[task]["KB"] <= kept * 4 / 1024 + header  # fp32 numbers
+        assert files[task]["KB"] < 0.06 * ns12["base_kb"]  # a task costs a few % of the model
+    # Recompute the base's fp32 size independently of the lesson's buffer.
+    total = sum(p.numel() for p in base.parameters())
+    assert total * 4 / 1024 <= ns12["base_kb"] <= total * 4 / 1024 + 64
+    assert ns12["adapters_kb"] == pytest.approx(sum(files[t]["KB"] for t in ns12["SERVICE"]))
+    assert "Takeaway" in ns12["OUTPUT"] and f"{ns12['adapters_kb']:.0f} KB" in ns12["OUTPUT"]
+
+
+@pytest.mark.slow
+def test_lesson_12_load_switch_refuse_and_mixed_batch(ns12):
+    assert ns12["reload_diff"] == 0.0 and ns12["use_diff"] == 0.0  # files round-trip exactly
+    assert ns12["refusal"] and "another base" in ns12["refusal"]  # the fingerprint check
+    assert ns12["mixed_fp32"] < 1e-4  # float32 rounding
+    assert ns12["mixed_fp64"] < 1e-10  # and exact up to float64 rounding
+    assert {"prefix", "soft_prompt"} <= set(ns12["kinds"]) and len(ns12["kinds"]) >= 3
+
+
+@pytest.mark.slow
+def test_lesson_12_routing_recomputed(ns12):
+    """Each task's "routed right" figure, recomputed with common.classify on that task alone."""
+    ns = ns12
+    assert ns["routing_accuracy"] == pytest.approx(ns["classify_accuracy"])
+    assert ns["identical"] == len(ns["right_route"])  # mixed batch answers == per-task answers
+    labels = list(common.TASKS["intent"].labels)
+    for row in ns["served"]:
+        as_intent = [Example(e.source, row["task"], (row["task"],), row["task"])
+                     for e in ns["tests"][row["task"]]]
+        assert row["routed right"] == pytest.approx(
+            common.classify(ns["base"], ns["tok"], as_intent, labels, ns["ROUTER"]))
+        for key in ("frozen base", "module alone", "end to end", "looked up right"):
+            assert 0.0 <= row[key] <= 100.0
+    assert [row["task"] for row in ns["served"]] == list(ns["SERVICE"])
+
+
+def test_lesson_12_parts_right(ns12):
+    target = "yes you can return the red hat within 30 days"
+    example = Example("i want to return the red hat", target, (target,))
+    wrong_days = "yes you can return the red hat within 14 days"
+    assert ns12["parts_right"]("returns", [wrong_days], [example]) == [100.0, 0.0]
+    assert ns12["parts_right"]("returns", [target], [example]) == [100.0, 100.0]
+    answer = "we recommend the running shoes"
+    shoes = Example("my sister is a keen runner", answer, (answer,))
+    assert ns12["parts_right"]("recommend", [answer], [shoes]) == [None, 100.0]
+
+
+def test_lesson_12_exercise_1_same_query_three_tasks(ns12):
+    """Exercise 1: one query under three tasks in one batch; each row equals it run alone."""
+    example = ns12["tests"]["returns"][0]
+    names = list(ns12["SERVICE"])
+    assert ns12["mixed_vs_alone"](ns12["serving"], [example] * 3, names) < 1e-4
+
+
+def test_lesson_12_exercise_2_prefixes_of_different_lengths(ns12):
+    """Exercise 2: a 4-key prefix next to a 10-key prefix (and LoRA, prompt) in one batch."""
+    base = ns12["base"]
+    serving = Tuned(base)
+    for name, module in ns12["mixer"].tasks.items():
+        serving.add(name, module)
+    torch.manual_seed(0)
+    serving.add("shipping_short", common.build_method("prefix", base, n_virtual=4))
+    names = ["prefix_untrained", "shipping_short", "shipping", "prompt_untrained",
+             "shipping_short"]
+    examples = [ns12["tests"]["shipping"][i] for i in range(len(names))]
+    assert ns12["mixed_vs_alone"](serving, examples, names) < 1e-4
+    # and the check can fail: the 4-key prefix changes the logits of its rows
+    idx = torch.tensor([ns12["tok"].encode(prompt_text(examples[0]))])
+    with torch.no_grad():
+        assert (serving(idx, task="shipping_short")[0] - base(idx)[0]).abs().max() > 1e-3
+
+
+def test_lesson_12_exercise_3_any_weight_changes_the_fingerprint(ns12):
+    other = copy.deepcopy(ns12["base"])
+    with torch.no_grad():
+        other.transformer.h[-1].mlp.c_proj.weight[0, 0] += 1e-3  # the last layer this time
+    with pytest.raises(ValueError, match="another base"):
+        Tuned(other).load(ns12["directory"] / "returns")
 
 
 # ---- lesson 15: choosing a method --------------------------------------------------------------

@@ -412,8 +412,8 @@ class Tuned(nn.Module):
         """The virtual tokens of a batch whose row i uses task names[i], in three steps: pad each
         task's prefix and soft prompt on the left to the batch's longest (P keys, n tokens),
         gather one row per batch row, and build the (B, P + n) mask that hides the padding.
-        Returns (prompts (B or 1, n, C), per-layer prefix, mask, P + n); one task: nothing to pad,
-        no mask. build=False: the mask and P + n only (a cache already holds the rest)."""
+        Returns (prompts (B, n, C), per-layer prefix, mask, P + n); one task: B = 1, nothing to
+        hide, no mask. build=False: the mask and P + n only (a cache already holds the rest)."""
         tasks = list(dict.fromkeys(names))
         methods = [self.tasks[t] for t in tasks]
         if len({tuple(m.layers) for m in methods if isinstance(m, Prefix)}) > 1:
@@ -421,14 +421,12 @@ class Tuned(nn.Module):
         lengths = [(m.length if isinstance(m, Prefix) else 0, getattr(m, "n_tokens", 0))
                    for m in methods]  # (prefix keys, soft-prompt tokens) of each task
         P, n = max(p for p, _ in lengths), max(s for _, s in lengths)
-        if len(tasks) == 1:
-            m = methods[0]
-            return m.prompt()[None] if build and n else None, m.prefix() if build and P else None, \
-                None, P + n
         row = torch.tensor([tasks.index(t) for t in names], device=device)  # (B,) row -> task
         own = torch.tensor(lengths, device=device)[row]  # (B, 2): each row's P_i and n_i
         mask = torch.cat([torch.arange(P, device=device) >= P - own[:, :1],
                           torch.arange(n, device=device) >= n - own[:, 1:]], dim=1)  # (B, P + n)
+        if len(tasks) == 1:  # nothing padded: one row of virtual tokens serves every row
+            row, mask = row[:1], None
         if not build:
             return None, None, mask, P + n
         C, prompts, prefix = self.base.config.n_embd, None, None
@@ -485,12 +483,10 @@ class Tuned(nn.Module):
         return report(None, (trainable, count_parameters(self.base)[1] + trainable))
 
     def save(self, name, directory, keep_mlp=False, tokenizer=None):
-        """Write task `name` as `directory/adapter.json` + a weights file; return the weights'
-        size in bytes. The JSON holds the method, its settings, the base model's fingerprint, the
-        weights' SHA-256, whether a LoRA was merged into the base, and `tokenizer.to_dict()` if a
-        tokenizer is given (`read_adapter_tokenizer` reads it back). A reparameterized prefix is
-        saved exported, its keys and values only (§4.3), unless keep_mlp=True (to train on).
-        Atomic; files that killed saves left in the directory are removed."""
+        """Write task `name` into `directory`: a weights file, then adapter.json naming it with its
+        SHA-256 beside the method's settings, the base's fingerprint and `tokenizer.to_dict()`
+        (for read_adapter_tokenizer); return the weights' size in bytes. A reparameterized prefix
+        is saved exported (§4.3) unless keep_mlp=True. Atomic; removes what killed saves left."""
         if name not in self.tasks:
             raise ValueError(f"name {name!r} is not a task here; the tasks are {list(self.tasks)}")
         m = self.tasks[name]
@@ -500,7 +496,7 @@ class Tuned(nn.Module):
                             f"has; got {type(tokenizer).__name__}")
         buffer = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in m.state_dict().items()}, buffer)
-        data, directory = buffer.getvalue(), os.fspath(directory)
+        data = buffer.getvalue()
         sha = hashlib.sha256(data).hexdigest()
         weights = f"weights-{sha[:16]}.pt"
         meta = {"format": "minitx-adapter", "version": 1, "name": name, "method": m.method,
@@ -508,19 +504,17 @@ class Tuned(nn.Module):
                 "weights_sha256": sha, "merged": getattr(m, "merged", False),
                 "tokenizer": None if tokenizer is None else tokenizer.to_dict()}
         os.makedirs(directory, exist_ok=True)  # an OSError here or below names the path
-        remove_files(directory, lambda file: file.endswith(".tmp"))  # left by killed saves
         atomic_write(os.path.join(directory, weights), lambda f: f.write(data))
         text = json.dumps(meta, indent=1).encode()
         atomic_write(os.path.join(directory, "adapter.json"), lambda f: f.write(text))
-        remove_files(directory, lambda file: file.startswith("weights-") and file != weights)
+        remove_files(directory, lambda file: file.endswith(".tmp")  # what killed saves left
+                     or file.startswith("weights-") and file != weights)  # and earlier saves
         return len(data)
 
     def load(self, directory, name=None, method=None, replace=False):
-        """Read an adapter written by `save` and add it (under its saved name unless `name` is
-        given). Checks, each with an error naming the fix: adapter.json's keys and settings, the
-        method (when `method` is given), the base model's fingerprint, and the weights' SHA-256
-        (a corrupted or truncated file). A LoRA saved merged stays merged: its base carries ΔW."""
-        directory = os.fspath(directory)
+        """Add the adapter that `save` wrote (under its saved name unless `name` is given), once
+        adapter.json, the method (if `method` is given), the base's fingerprint and the weights'
+        SHA-256 check out. A LoRA saved merged stays merged: its base carries ΔW."""
         meta = read_json(directory)
         if method is not None and meta["method"] != method:
             raise ValueError(f"{directory} holds a {meta['method']!r} adapter, not {method!r}: "
@@ -550,10 +544,6 @@ class Tuned(nn.Module):
         return self.add(name or meta["name"], m, replace)
 
 
-FIELDS = {"name": str, "method": str, "settings": dict, "base": dict, "weights": str,
-          "weights_sha256": str}  # what adapter.json must hold, and of what type
-
-
 def read_json(directory):
     path = os.path.join(directory, "adapter.json")
     try:
@@ -566,7 +556,8 @@ def read_json(directory):
     if not isinstance(meta, dict) or meta.get("format") != "minitx-adapter" or meta.get(
             "method") not in METHODS:
         raise ValueError(f"{path} is not a minitx adapter file (format/method unknown)")
-    for key, kind in FIELDS.items():
+    for key, kind in {"name": str, "settings": dict, "base": dict, "weights": str,
+                      "weights_sha256": str}.items():  # what it holds, of what type
         if not isinstance(meta.get(key), kind):
             raise ValueError(f"{path} lacks {key!r} (a {kind.__name__}; got {meta.get(key)!r}): "
                              f"it is damaged; save the adapter again")
@@ -576,7 +567,7 @@ def read_json(directory):
 def read_adapter_tokenizer(directory):
     """The `tokenizer.to_dict()` that Tuned.save stored with an adapter, or None; rebuild the
     tokenizer with its class's from_dict (e.g. minitx.data.Tokenizer.from_dict)."""
-    return read_json(os.fspath(directory)).get("tokenizer")
+    return read_json(directory).get("tokenizer")
 
 
 def atomic_write(path, write):

@@ -256,11 +256,15 @@ for number, row in enumerate(claims, 1):
     print()
 
 # %%
+at_edge = [r["method"] for r in rates if r["method"] in ("prefix_mlp", "full")
+           and r["grid edge"] != "no"]
 takeaway(
     "the article's XSum and WritingPrompts results describe runs that do not exist as stated",
     f"rates chosen on validation, in multiples of full FT's: prefix_mlp "
     f"{chosen_lr(TASK, 'prefix_mlp') / full_lr:.2g}x, prompt "
     f"{chosen_lr(TASK, 'prompt') / full_lr:.2g}x (article: 0.1x)",
+    *([f"{' and '.join(at_edge)}: chosen rate at the edge of the grid; the best may lie beyond"]
+      if at_edge else []),
     f"prefix_mlp, chosen rate vs the article's: {lr_verdict.word} ({lr_verdict.mean:+.1f} BLEU)",
     f"prefix_mlp vs prompt: {pp_verdict.word} ({pp_verdict.mean:+.1f} BLEU), with "
     f"{params['prefix_mlp'][1] / params['prompt'][1]:.0f}x the kept parameters",

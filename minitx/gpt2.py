@@ -122,9 +122,7 @@ def load_gpt2(path, dtype=torch.float32, device="cpu"):
                          f"{missing}, unexpected keys {unexpected}, wrong shapes {wrong}")
     if lm_head is not None and not torch.equal(lm_head, state["transformer.wte.weight"]):
         raise ValueError("lm_head.weight differs from transformer.wte.weight: minitx ties them")
-    with torch.no_grad():
-        for k, p in params.items():
-            p.copy_(state[k])
+    model.load_state_dict({**state, "lm_head.weight": state["transformer.wte.weight"]})  # tied
     return model.to(device).eval()
 
 

@@ -35,7 +35,8 @@ def check(name, value, low, high=math.inf, real=False, above=False):
     """Return `value` if it is an int (a real number if `real`; never a bool) >= low (> low if
     `above`) and <= high; else a TypeError or ValueError naming the argument and what is allowed."""
     word, sign = ("a number" if real else "an int"), (">" if above else ">=")
-    allowed = f"{word} in [{low}, {high}]" if high < math.inf else f"{word} {sign} {low}"
+    interval = f"{'(' if above else '['}{low}, {high}]"
+    allowed = f"{word} in {interval}" if high < math.inf else f"{word} {sign} {low}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real if real else numbers.Integral):
         raise TypeError(f"{name} must be {allowed}; got {value!r} ({type(value).__name__})")
     if not (math.isfinite(value) and (value > low if above else value >= low) and value <= high):
@@ -209,12 +210,12 @@ class Prefix(Method):
 
 
 class LowRank(nn.Module):
-    """ΔW = B·A with A ∈ R^(r×in) (Kaiming-uniform, as in the LoRA code) and B ∈ R^(out×r) = 0."""
+    """ΔW = B·A for `linear`: A ∈ R^(r×in) Kaiming-uniform (the LoRA code's), B ∈ R^(out×r) = 0."""
 
-    def __init__(self, d_in, d_out, r):
+    def __init__(self, linear, r):
         super().__init__()
-        self.A = nn.Parameter(torch.empty(r, d_in))
-        self.B = nn.Parameter(torch.zeros(d_out, r))
+        self.A = nn.Parameter(torch.empty(r, linear.in_features))
+        self.B = nn.Parameter(torch.zeros(linear.out_features, r))
         nn.init.kaiming_uniform_(self.A, a=5 ** 0.5)
 
 
@@ -237,9 +238,8 @@ class LoRA(Method):
         if not names:
             raise ValueError(f"targets {self.targets} match no nn.Linear layer; the model's end "
                              f"with {sorted({'.'.join(n.split('.')[-2:]) for n in linear})}")
-        self.deltas = nn.ModuleDict({n.replace(".", "/"): LowRank(
-            model.get_submodule(n).in_features, model.get_submodule(n).out_features, r)
-            for n in names})
+        self.deltas = nn.ModuleDict({n.replace(".", "/"): LowRank(model.get_submodule(n), r)
+                                     for n in names})
 
     def hooks(self):
         if self.merged:

@@ -24,10 +24,19 @@ BUDGET = {"default": dict(steps=100, n_train=128, n_val=64, batch_size=16),
           "fast": dict(steps=2, n_train=16, n_val=8, batch_size=8)}
 
 
+def recorded(budget):
+    """{task: {method: {"lr": loss}}} already in the JSON for this budget (runs are deterministic,
+    so a grown grid only needs its new rates trained)."""
+    path = RESULTS / "learning_rates.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    return data.get("validation_loss", {}) if data.get("budget") == budget else {}
+
+
 def sweep(tasks, methods, budget, log=print, done=lambda task, losses, choices: None):
     """{task: {method: {lr: validation loss}}} and {task: {method: best lr}}; `done` is called
     after each task."""
     base, tok = load_base("small")
+    known = recorded(budget)
     losses, choices = {}, {}
     for task in tasks:
         train_set = make_split(task, budget["n_train"], "train", seed=1)
@@ -37,6 +46,9 @@ def sweep(tasks, methods, budget, log=print, done=lambda task, losses, choices: 
         for method in methods:
             runs = {}
             for lr in LR_GRID[method]:
+                if f"{lr:g}" in known.get(task, {}).get(method, {}):
+                    runs[lr] = known[task][method][f"{lr:g}"]
+                    continue
                 model, _ = train_method(method, base, tok, train_set, budget["steps"], lr,
                                         seed=0, batch_size=budget["batch_size"])
                 runs[lr] = validation_loss(model, tok, val_set)

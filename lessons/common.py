@@ -120,12 +120,12 @@ def spread(values, fmt="{:.1f}"):
 # are committed in lessons/results/learning_rates.json (written, with its date and settings, by
 # that script); lessons read them with `chosen_lr`. Rerun the script after changing a base model.
 LR_GRID = {
-    "prompt": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1),  # Lester et al.: 0.3 (Adafactor, 30k steps)
+    "prompt": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0),  # Lester et al.: 0.3 (Adafactor)
     "prefix": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0),  # direct P ~ N(0, 1): deep prompt, P-tuning v2
-    "prefix_mlp": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),    # P = MLP(P'), Li & Liang §4.3
+    "prefix_mlp": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2),  # P = MLP(P'), Li & Liang §4.3
     "lora": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
-    "adapter": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
-    "full": (3e-5, 1e-4, 3e-4, 1e-3, 3e-3),
+    "adapter": (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+    "full": (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
 }
 RESULTS = HERE / "results"
 

@@ -305,9 +305,9 @@ def count_parameters(module):
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
-def report(module, counts=None):
+def report(module):
     """The familiar one-liner: trainable params || all params || trainable%."""
-    trainable, total = counts or count_parameters(module)
+    trainable, total = count_parameters(module)
     return (f"trainable params: {trainable:,} || all params: {total:,} || "
             f"trainable%: {100 * trainable / total:.4f}")
 
@@ -412,8 +412,8 @@ class Tuned(nn.Module):
         """The virtual tokens of a batch whose row i uses task names[i], in three steps: pad each
         task's prefix and soft prompt on the left to the batch's longest (P keys, n tokens),
         gather one row per batch row, and build the (B, P + n) mask that hides the padding.
-        Returns (prompts (B, n, C), per-layer prefix, mask, P + n); one task: B = 1, nothing to
-        hide, no mask. build=False: the mask and P + n only (a cache already holds the rest)."""
+        Returns (prompts (B, n, C), per-layer prefix, mask, P + n); one task has nothing to pad:
+        B = 1. build=False: the mask and P + n only (a cache already holds the rest)."""
         tasks = list(dict.fromkeys(names))
         methods = [self.tasks[t] for t in tasks]
         if len({tuple(m.layers) for m in methods if isinstance(m, Prefix)}) > 1:
@@ -426,7 +426,7 @@ class Tuned(nn.Module):
         mask = torch.cat([torch.arange(P, device=device) >= P - own[:, :1],
                           torch.arange(n, device=device) >= n - own[:, 1:]], dim=1)  # (B, P + n)
         if len(tasks) == 1:  # nothing padded: one row of virtual tokens serves every row
-            row, mask = row[:1], None
+            row = row[:1]
         if not build:
             return None, None, mask, P + n
         C, prompts, prefix = self.base.config.n_embd, None, None
@@ -457,11 +457,9 @@ class Tuned(nn.Module):
                              f"{getattr(attention_mask, 'dtype', type(attention_mask))}")
         if embeds is not None:
             x = torch.cat([embeds.to(x.dtype).expand(B, -1, -1), x], dim=1)  # (B, n + T, C)
-        hide = attention_mask is not None or virtual_mask is not None  # else: the causal fast path
+        hide = attention_mask is not None or len(set(names)) > 1  # else: the causal fast path
         if attention_mask is None:  # every real token, cached or current, is visible
             attention_mask = torch.ones(B, cached + T, dtype=torch.bool, device=idx.device)
-        if virtual_mask is None:
-            virtual_mask = attention_mask.new_ones(B, n_virtual)
         mask = torch.cat([virtual_mask, attention_mask], dim=1) if hide else None  # (B, all keys)
         with self.hooked(names, idx.device):
             h, present = self.base.body(inputs_embeds=x, past=prefix if past is None else past,
@@ -479,8 +477,7 @@ class Tuned(nn.Module):
 
     def report(self, task=None):
         """Trainable share for one task: its parameters against base + its parameters."""
-        trainable = count_parameters(self.tasks[self.row_tasks(task, 1)[0]])[0]
-        return report(None, (trainable, count_parameters(self.base)[1] + trainable))
+        return report(nn.ModuleList([self.base, self.tasks[self.row_tasks(task, 1)[0]]]))
 
     def save(self, name, directory, keep_mlp=False, tokenizer=None):
         """Write task `name` into `directory`: a weights file, then adapter.json naming it with its

@@ -276,19 +276,3 @@ def test_generation_is_greedy_decoding_without_a_cache():
     for _ in range(5):  # re-run the whole decoder every step
         tgt = torch.cat([tgt, model(src, tgt, **past)[0][:, -1].argmax(-1, keepdim=True)], dim=1)
     assert torch.equal(out, tgt[:, 1:])
-
-
-@pytest.mark.slow
-def test_lesson_fast():
-    path = pathlib.Path(__file__).parents[1] / "lessons" / "13_seq2seq_prefixes.py"
-    spec = importlib.util.spec_from_file_location("lesson12", path)
-    lesson = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lesson)
-    result = lesson.main(fast=True)
-    table = result["table"]
-    assert [row["prefixes"] for row in table] == ["all three", "encoder only", "decoder only",
-                                                  "cross only", "none (frozen)"]
-    for row in table:
-        assert all(0.0 <= row[k] <= 100.0 for k in ("bleu", "rouge_l", "exact", "bleu_any"))
-        assert row["params"] >= 0
-    assert table[-1]["params"] == 0

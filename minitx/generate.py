@@ -5,11 +5,10 @@ later call feeds only the newest token and the cache returned by the call before
 prefix *is* a pre-filled cache, nothing about prefixes appears here: the model returns a cache
 that already holds them. Options and the position budget are checked before the first step.
 """
-from numbers import Integral, Real
-
 import torch
 
 from .model import past_length
+from .tuning import check
 
 
 def filter_logits(logits, top_k=None, top_p=None):
@@ -46,47 +45,39 @@ def generate(model, idx, max_new_tokens, attention_mask=None, past=None, tempera
     fills its remaining places. The loop ends early when every row has finished. A model with
     `keys_in_front(**model_kwargs)` (a tuned one) says how many keys it puts before the prompt.
     """
+    check("max_new_tokens", max_new_tokens, 1)
+    check("temperature", temperature, 0, real=True)
+    if top_k is not None:
+        check("top_k", top_k, 1)
+    if top_p is not None:
+        check("top_p", top_p, 0, 1, real=True, above=True)
     if not isinstance(stop_ids, (list, tuple, set, range)):
         raise TypeError(f"stop_ids must be a list of token ids; got {stop_ids!r}")
-    options = [("max_new_tokens", max_new_tokens, Integral, "an int >= 1", lambda n: n >= 1),
-               ("temperature", temperature, Real, "a number >= 0 (0: greedy)", lambda t: t >= 0),
-               ("top_k", top_k, Integral, "an int >= 1 or None", lambda k: k >= 1),
-               ("top_p", top_p, Real, "a number in (0, 1] or None", lambda p: 0 < p <= 1)]
-    for name, value, kind, allowed, ok in options + [
-            ("stop_ids", i, Integral, "token ids: ints >= 0", lambda i: i >= 0) for i in stop_ids]:
-        if value is None and allowed.endswith("or None"):
-            continue
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise TypeError(f"{name} must be {allowed}; got {value!r} ({type(value).__name__})")
-        if not ok(value):
-            raise ValueError(f"{name} must be {allowed}; got {value!r}")
+    for i in stop_ids:
+        check("each of stop_ids", i, 0)
     B, T = idx.size(0), idx.size(-1)  # the model checks idx's shape and ids on its first call
     if attention_mask is not None and attention_mask.dim() == 2 and not attention_mask[:, -1].all():
-        raise ValueError("attention_mask must be left-padded, every row's last token real: rows "
-                         f"{(~attention_mask[:, -1]).nonzero().flatten().tolist()} end in padding, "
-                         "so their next token would be predicted from a pad; pad on the left")
+        raise ValueError("attention_mask must be left-padded (each row's last token real); got a "
+                         "row ending in padding, whose next token would come from a pad")
     config = getattr(getattr(model, "base", model), "config", None)  # a Tuned's: its base's
-    front = model.keys_in_front(**model_kwargs) if hasattr(model, "keys_in_front") else (
-        past_length(past))
-    if config is not None and front + T + max_new_tokens - 1 > config.block_size:
-        raise ValueError(f"{front} keys in front + {T} prompt tokens + max_new_tokens="
-                         f"{max_new_tokens} - 1 (the last is never fed) exceed block_size="
-                         f"{config.block_size}: lower max_new_tokens (to at most "
-                         f"{config.block_size - front - T + 1}) or shorten the prompt or prefix")
+    in_front = getattr(model, "keys_in_front", None)  # a tuned model's virtual keys
+    P = past_length(past) if in_front is None else in_front(**model_kwargs)
+    if config is not None and P + T + max_new_tokens - 1 > config.block_size:  # last: never fed
+        raise ValueError(f"{P} keys in front + {T} prompt tokens + max_new_tokens={max_new_tokens}"
+                         f" - 1 exceed block_size={config.block_size}: lower max_new_tokens to "
+                         f"{config.block_size - P - T + 1} or shorten the prompt or the prefix")
     stop = torch.tensor(list(stop_ids), dtype=torch.long, device=idx.device) if stop_ids else None
     finished = torch.zeros(B, 1, dtype=torch.bool, device=idx.device)
-    one_more = None if attention_mask is None else attention_mask.new_ones(B, 1)
     new_tokens, tokens = [], idx
     for _ in range(max_new_tokens):
         logits, _, past = model(tokens, past=past, attention_mask=attention_mask, **model_kwargs)
         tokens = next_token(logits[:, -1, :].float(), temperature, top_k, top_p, generator)[:, None]
-        if stop is None:  # (B, 1): only the newest token goes in next; the rest is cached
-            new_tokens.append(tokens)
-        else:  # a finished row gets pad_id, which need not be a token id: it is never fed
-            new_tokens.append(tokens.masked_fill(finished, pad_id))
+        # (B, 1): only the newest token goes in next; a finished row shows pad_id (never fed)
+        new_tokens.append(tokens if stop is None else tokens.masked_fill(finished, pad_id))
+        if stop is not None:  # no stop ids: no bookkeeping at all
             finished |= torch.isin(tokens, stop)
             if finished.all():
                 break
         if attention_mask is not None:
-            attention_mask = torch.cat([attention_mask, one_more], dim=1)
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(B, 1)], dim=1)
     return torch.cat(new_tokens, dim=1)

@@ -11,7 +11,6 @@ checkpoint maps onto it one to one (see gpt2.py). Two things differ from a plain
   before it, so left padding, per-row prefix lengths and caches all get the same positions a
   single unpadded sequence would.
 """
-import contextlib
 import math
 from dataclasses import dataclass
 
@@ -100,13 +99,11 @@ def add_positions(x, wpe, P, attention_mask):
 
 
 def layer_masks(T, attention_mask, past, causal=True):
-    """One boolean mask per layer (or None); a layer with a shorter past sees the right end of the
-    key mask. Layers with the same number of keys share one mask."""
+    """One boolean mask per layer; layers with a shorter past see the right end of the key mask."""
     keys = [T + (0 if layer_past is None else layer_past[0].size(2)) for layer_past in past]
-    if attention_mask is None:
-        return [None] * len(keys)
-    masks = {S: build_mask(T, attention_mask[:, -S:], causal) for S in set(keys)}
-    return [masks[S] for S in keys]
+    masks = {} if attention_mask is None else {S: build_mask(T, attention_mask[:, -S:], causal)
+                                               for S in set(keys)}
+    return [masks.get(S) for S in keys]
 
 
 def embed(wte, idx, inputs_embeds, past, name="idx"):
@@ -116,32 +113,29 @@ def embed(wte, idx, inputs_embeds, past, name="idx"):
     if (idx is None) == (inputs_embeds is None):
         raise ValueError(f"give exactly one of {name} (B, T) or inputs_embeds (B, T, n_embd)")
     if idx is not None:
-        if getattr(idx, "dtype", None) not in (torch.long, torch.int) or idx.dim() != 2:
-            raise TypeError(f"{name} must be (B, T) token ids, torch.long (one row: x[None]); "
-                            f"got {getattr(idx, 'dtype', type(idx))} {getattr(idx, 'shape', '')}")
-        low, high = idx.aminmax() if idx.numel() and (past is None or idx.size(1) > 1) else (0, 0)
+        ids = getattr(idx, "dtype", None) in (torch.long, torch.int) and idx.dim() == 2
+        if not ids or idx.size(1) == 0:
+            raise TypeError(f"{name} must be (B, T) token ids, torch.long, T >= 1 (a row: x[None]);"
+                            f" got {getattr(idx, 'dtype', type(idx))} {getattr(idx, 'shape', '')}")
+        low, high = idx.aminmax() if past is None or idx.size(1) > 1 else (0, 0)
         if low < 0 or high >= wte.num_embeddings:
             raise ValueError(f"{name} holds token id {int(high if low >= 0 else low)}, outside [0, "
                              f"vocab_size={wte.num_embeddings}): encode with the model's tokenizer")
     x = wte(idx) if inputs_embeds is None else inputs_embeds  # (B, T, C)
-    C, dtype = wte.embedding_dim, wte.weight.dtype
-    if x.dim() != 3 or x.size(1) == 0 or x.size(2) != C or x.dtype != dtype:
-        raise ValueError(f"{name} or inputs_embeds must give (B, T, {C}) {dtype} embeddings, "
-                         f"T >= 1; got {tuple(x.shape)} {x.dtype}")
+    if (x.dim(), x.size(-1), x.dtype) != (3, wte.embedding_dim, wte.weight.dtype) or not x.size(1):
+        raise ValueError(f"inputs_embeds must be (B, T, {wte.embedding_dim}) {wte.weight.dtype}, "
+                         f"T >= 1, like the model's embeddings; got {tuple(x.shape)} {x.dtype}")
     return x
 
 
 def check_past(config, T, past, name="past"):
-    """Validate a per-layer past/prefix list; return (that list, P). T=None: keys without
-    positions (cross-attention's), so no position-table check."""
+    """Validate a per-layer past list; return it and P. T=None (cross keys): no position check."""
     n, past = config.n_layer, [None] * config.n_layer if past is None else past
-    if isinstance(past, dict) or len(past) and isinstance(past[0], torch.Tensor):
-        got = ("a dict (a Seq2SeqPrefix's? add it to a TunedSeq2Seq)" if isinstance(past, dict)
-               else "a single (k, v) pair (for one layer: [(k, v)])")
-        raise TypeError(f"{name} must be a list of one (k, v) pair (or None) per layer; got {got}")
-    if len(past) != n:
-        raise ValueError(f"{name} must have one (k, v) pair per layer: expected {n} layers, "
-                         f"got {len(past)}")
+    got = ("a dict (a Seq2SeqPrefix's? use a TunedSeq2Seq)" if isinstance(past, dict) else
+           "one (k, v) pair" if len(past) and isinstance(past[0], torch.Tensor) else len(past))
+    if got != n:
+        raise ValueError(f"{name} must be a list of one (k, v) pair (or None) per layer: expected "
+                         f"{n} layers, got {got}")
     P = past_length(past)
     if T is not None and P + T > config.block_size:
         raise ValueError(f"prefix/cache length {P} + {T} tokens = {P + T} exceeds the position "
@@ -149,29 +143,24 @@ def check_past(config, T, past, name="past"):
     return past, P
 
 
-@contextlib.contextmanager
-def hooks_as_saved(saved):
-    """Give each module the forward hooks `saved` holds for it, then put its current ones back."""
-    now = {m: m._forward_hooks for m in saved}
-    for m in saved:
-        m._forward_hooks = saved[m]
-    try:
-        yield
-    finally:
-        for m in now:
-            m._forward_hooks = now[m]
-
-
 def run_block(block, checkpoint, *args):
     """`block(*args)`; with `checkpoint` while autograd records, its activations are recomputed in
     backward from its inputs instead of kept (Chen et al. 2016, arXiv 1604.06174; torch restores
-    RNG and autocast state). A prefix is an input, put in front once per run; the recompute gets
-    the forward's hooks (tuning.Tuned installs its LoRA/adapter hooks for one call only)."""
+    RNG and autocast state). A prefix is an input, put in front once per run."""
     if not (checkpoint and torch.is_grad_enabled()):
         return block(*args)
     saved = {m: dict(m._forward_hooks) for m in block.modules()}
-    return recompute_in_backward(block, *args, use_reentrant=False, context_fn=lambda: (
-        contextlib.nullcontext(), hooks_as_saved(saved)))
+
+    def run(*args):  # the forward's hooks, in the recompute too (tuning.Tuned removes its own)
+        now = {m: m._forward_hooks for m in saved}
+        for m in saved:
+            m._forward_hooks = saved[m]
+        try:
+            return block(*args)
+        finally:
+            for m in now:
+                m._forward_hooks = now[m]
+    return recompute_in_backward(run, *args, use_reentrant=False)
 
 
 class GPT(nn.Module):
@@ -242,10 +231,9 @@ def lm_head_loss(h, lm_head, targets=None, chunk=0):
     backward, so (B, T, vocab) logits and their gradient are never whole; logits are then None."""
     if targets is None:
         return lm_head(h), None
+    got = f"{getattr(targets, 'dtype', type(targets))} {tuple(getattr(targets, 'shape', ()))}"
     if getattr(targets, "dtype", None) != torch.long or targets.shape != h.shape[:2]:
-        raise ValueError(f"targets must be torch.long (B, T) = {tuple(h.shape[:2])} like the "
-                         f"input; got {getattr(targets, 'dtype', type(targets))} "
-                         f"{getattr(targets, 'shape', '')}")
+        raise ValueError(f"targets must be torch.long (B, T) = {tuple(h.shape[:2])}; got {got}")
     low, high, n = torch.stack([targets.min(), targets.max(), (targets != -1).sum()]).tolist()
     if low < -1 or high >= lm_head.out_features or n == 0:
         raise ValueError(f"targets must be ids in [0, {lm_head.out_features}) or -1 (no loss there;"
@@ -254,7 +242,6 @@ def lm_head_loss(h, lm_head, targets=None, chunk=0):
     if chunk <= 0:
         logits = lm_head(h)
         return logits, summed_loss(logits, targets) / n
-    total = sum(recompute_in_backward(lambda h, t: summed_loss(lm_head(h), t), h[:, i:i + chunk],
-                                      targets[:, i:i + chunk], use_reentrant=False)
-                for i in range(0, h.size(1), chunk))
-    return None, total / n
+    slices = [(h[:, i:i + chunk], targets[:, i:i + chunk]) for i in range(0, h.size(1), chunk)]
+    return None, sum(recompute_in_backward(lambda x, t: summed_loss(lm_head(x), t), *pair,
+                                           use_reentrant=False) for pair in slices) / n

@@ -99,12 +99,14 @@ class Seq2Seq(nn.Module):
         self.lm_head.weight = self.transformer.wte.weight  # tied
         init_weights(self, config.n_layer)
 
-    def encode(self, src=None, src_mask=None, past=None, inputs_embeds=None):
+    def encode(self, src=None, src_mask=None, past=None, inputs_embeds=None, prompt=None):
         """Return the encoder output `memory` (B, T, C) and the encoder's per-layer (k, v).
 
-        Give token ids `src` (B, S) or `inputs_embeds` (B, T, C) (a soft prompt in front of the
-        token embeddings, T = n + S); `past` is the encoder prefix."""
+        Give token ids `src` (B, S) or `inputs_embeds` (B, S, C); a soft `prompt` (n, C) goes in
+        front of every row (T = n + S); `past` is the encoder prefix."""
         x = embed(self.transformer.wte, src, inputs_embeds, None, name="src")
+        if prompt is not None:
+            x = torch.cat([prompt.to(x.dtype).expand(x.size(0), -1, -1), x], dim=1)  # (B, n + S, C)
         memory, present, _ = self.transformer.encoder(x, past, src_mask)
         return memory, present
 
@@ -141,6 +143,7 @@ class Seq2SeqPrefix(Method):
     """
 
     method = "seq2seq_prefix"
+    SETTINGS = ("length", "mid", "kinds", "n_classes")
 
     def __init__(self, model, length, mid=None, kinds=KINDS, n_classes=None):
         super().__init__(model, n_classes)
@@ -167,10 +170,6 @@ class Seq2SeqPrefix(Method):
         out.parts, out.mid = nn.ModuleDict({k: p.export() for k, p in self.parts.items()}), None
         return out
 
-    def settings(self):
-        return {"length": self.length, "mid": self.mid, "kinds": list(self.kinds),
-                **super().settings()}
-
 
 METHODS[Seq2SeqPrefix.method] = Seq2SeqPrefix  # so Tuned.load can rebuild it from a file
 
@@ -192,13 +191,8 @@ class TunedSeq2Seq(Tuned):
                 return self.base.decode(tgt, None, src_mask, *cache, targets=targets)
             prefix, prompt = method.prefix() or {}, method.prompt()
             if not isinstance(prefix, dict):
-                raise ValueError("an encoder-decoder takes its prefixes from Seq2SeqPrefix, "
-                                 "not from tuning.Prefix")
-            x = self.base.transformer.wte(src)  # (B, S, C)
-            if prompt is not None:
-                prompt = prompt.to(x.dtype).expand(x.size(0), -1, -1)  # (B, n, C)
-                x = torch.cat([prompt, x], dim=1)  # (B, n + S, C)
-            memory, _ = self.base.encode(None, src_mask, prefix.get("encoder"), inputs_embeds=x)
+                raise ValueError("an encoder-decoder takes Seq2SeqPrefix, not tuning.Prefix")
+            memory, _ = self.base.encode(src, src_mask, prefix.get("encoder"), prompt=prompt)
             return self.base.decode(tgt, memory, src_mask, prefix.get("decoder"),
                                     prefix.get("cross"), targets)
 

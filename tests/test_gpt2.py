@@ -346,62 +346,6 @@ def test_matches_transformers_tokenizer(tmp_path):
         assert ours.encode(text) == hf.encode(text), text
 
 
-# --- the lesson -------------------------------------------------------------------------------
-
-def load_lesson():
-    spec = importlib.util.spec_from_file_location("lesson16", ROOT / "lessons/17_real_gpt2.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.mark.slow
-def test_lesson_on_a_tiny_random_gpt2(tmp_path, capsys, monkeypatch):
-    """The lesson's whole path (load, tokenize, prefix-tune, generate) on the tiny directory,
-    found through MINITX_GPT2 as a learner would set it."""
-    path = write_dir(tmp_path / "gpt2", hf_state(dtype=torch.float32))
-    lesson = load_lesson()
-    monkeypatch.setenv("MINITX_GPT2", str(path))
-    assert lesson.main(["--steps", "10", "--lr", "3e-2"]) == 0
-    out = capsys.readouterr().out
-    assert "loaded GPT-2: 2 layers" in out and "no prefix:" in out and "prefix:" in out
-    first, last = re.search(r"loss (\S+) -> (\S+);", out).groups()
-    assert float(last) < float(first)
-
-
-def test_lesson_prefix_starts_as_a_cached_prompt(tmp_path):
-    """Before training, the prefix made from a phrase is that phrase's cache: same logits."""
-    lesson, path = load_lesson(), write_dir(tmp_path / "gpt2")
-    model, t = load_gpt2(path, dtype=torch.float64), GPT2Tokenizer.from_dir(path)
-    prefix, ids = lesson.init_prefix(model, t), t.encode("hot ->")
-    assert prefix[0][0].shape == (1, 2, len(t.encode(lesson.INIT_TEXT)), 8)
-    with torch.no_grad():
-        tuned = model(torch.tensor([ids]), past=prefix)[0]
-        prompted = model(torch.tensor([t.encode(lesson.INIT_TEXT) + ids]))[0][:, -len(ids):]
-    torch.testing.assert_close(tuned, prompted, rtol=0, atol=1e-10)
-    idx, targets = lesson.make_batch(t, lesson.TRAIN[:2])
-    answer = t.encode(" cold\n")
-    row = targets[0][targets[0] != -1].tolist()
-    assert row == answer and idx.shape[0] == 2
-
-
-def test_lesson_without_a_path_prints_how_to_get_one(monkeypatch, capsys):
-    """Run as a script (`__main__`), with neither --gpt2 nor MINITX_GPT2: hint, exit status 0."""
-    monkeypatch.delenv("MINITX_GPT2", raising=False)
-    monkeypatch.setattr(sys, "argv", ["17_real_gpt2.py"])
-    with pytest.raises(SystemExit) as e:
-        runpy.run_path(str(ROOT / "lessons/17_real_gpt2.py"), run_name="__main__")
-    assert e.value.code == 0
-    out = capsys.readouterr().out
-    assert "--gpt2 PATH" in out and "save_pretrained('gpt2-local')" in out
-    assert "Nothing is downloaded" in out
-
-
-def test_lesson_with_a_wrong_path_says_what_is_missing(tmp_path, capsys):
-    assert load_lesson().main(["--gpt2", str(tmp_path / "nope")]) == 1
-    assert "config.json" in capsys.readouterr().out
-
-
 # --- bad input: every message names the file, key or id, and the fix -------------------------
 
 @pytest.mark.parametrize("fmt, name", [("bin", "pytorch_model.bin"),

@@ -168,10 +168,8 @@ class Prefix(Method):
                 for l in range(self.n_layer)]
 
     def hooks(self):
-        if not self.layer_norm:
-            return []
         return [(f"transformer.h.{l}.attn.c_proj", lambda x, out, ln=ln: ln(out))
-                for l, ln in zip(self.layers, self.norms)]
+                for l, ln in zip(self.layers, self.norms if self.layer_norm else [])]
 
     @torch.no_grad()
     def init_from_tokens(self, model, ids, run=None):

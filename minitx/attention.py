@@ -22,11 +22,8 @@ from torch.nn.attention.bias import causal_lower_right
 
 def attention(q, k, v, mask=None):
     """Scaled dot-product attention written out: softmax(q kᵀ / √d) v (Vaswani et al. 2017, eq. 1).
-
-    Returns `(out, weights)` so a lesson can look at the weights. Masked keys get exactly zero
-    weight; a query row with no visible key at all returns zeros (the convention of PyTorch's
-    fused kernel, so both paths agree on every row).
-    """
+    Returns (out, weights); masked keys get weight 0, a row with no visible key returns zeros
+    (as PyTorch's fused kernel does, so both paths agree on every row)."""
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, nh, T, S)
     if mask is not None:
         # a very negative finite number, not -inf, keeps the softmax and its gradient finite
@@ -43,12 +40,8 @@ def causal_mask(T, S, device=None):
 
 
 def build_mask(T, key_mask=None, causal=True):
-    """Combine the causal rule with a key-padding mask into one boolean mask, or None.
-
-    key_mask: (B, S) bool, True on real keys (prefix, cache and current tokens alike), False on
-    padding. Returns (B, 1, T, S) when there is padding to hide, else None, which tells the fast
-    path to use a bias object and materialise nothing.
-    """
+    """The causal rule and a key-padding mask `key_mask` (B, S), True on real keys (prefix, cache
+    and current tokens alike), as one (B, 1, T, S) mask; None without one (the fast path's bias)."""
     if key_mask is None:
         return None
     if key_mask.dim() != 2 or key_mask.dtype != torch.bool or (causal and key_mask.size(1) < T):
@@ -94,16 +87,11 @@ def append(past, new):
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with GPT-2 parameter names that takes keys/values from before.
 
-    Self-attention (`cross=False`): q, k, v all come from x through one `c_attn` projection.
-    Cross-attention (`cross=True`): q comes from x through `c_q`; k, v come from `context` (the
-    encoder output) through `c_kv`. In both, `past` = (k, v) of shape (B or 1, nh, P, hs) is put
-    in front of the new keys and values: a learned prefix, a decoding cache, or both. The layer
-    returns `(y, (k, v))` with the full keys and values, ready to be the next step's cache. For
-    cross-attention with `context=None` the `past` is used as the whole key/value set (cached
-    encoder keys).
-
-    `use_sdpa=False` routes through the written-out `attention` and keeps `self.weights`.
-    """
+    Self-attention: q, k, v from x by `c_attn`. Cross-attention (`cross=True`): q from x by `c_q`,
+    k, v from `context` (the encoder output) by `c_kv`; with context=None `past` is the whole
+    key/value set (cached encoder keys). Else `past` = (k, v), each (B or 1, nh, P, hs), goes in
+    front of the new keys and values. Returns (y, (k, v)), the full keys and values: the next
+    step's cache. `use_sdpa=False` routes through `attention` and keeps `self.weights`."""
 
     def __init__(self, n_embd, n_head, bias=True, dropout=0.0, cross=False, causal=True):
         super().__init__()

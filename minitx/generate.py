@@ -1,10 +1,8 @@
 """Incremental decoding with a key/value cache that starts from the prefix.
 
-The first call runs the whole prompt (and builds the prefix once, if the model has one); each
-later call feeds only the newest token and the cache returned by the call before. Because a
-prefix *is* a pre-filled cache, nothing about prefixes appears here: the model returns a cache
-that already holds them. Options and the position budget are checked before the first step.
-"""
+The first call runs the whole prompt (building any prefix once); each later call feeds only the
+newest token and the cache of the call before. A prefix *is* a pre-filled cache, so nothing here
+is about prefixes. Options and the position budget are checked before the first step."""
 import torch
 
 from .model import past_length
@@ -38,13 +36,10 @@ def generate(model, idx, max_new_tokens, attention_mask=None, past=None, tempera
              top_k=None, top_p=None, stop_ids=(), pad_id=0, generator=None, **model_kwargs):
     """Continue each row of `idx` (B, T) by up to `max_new_tokens` tokens; return (B, n) new ids.
 
-    Batched prompts are left-padded, with `attention_mask` True on real tokens: (B, T) for a tuned
-    model (tuning.py), which builds its own prefix from `task=...` passed through `model_kwargs`
-    and hides virtual tokens from the caller; (B, P + T) for a plain GPT given a `past` of P
-    keys. A row that emits one of `stop_ids` is finished: it keeps the stop token, and `pad_id`
-    fills its remaining places. The loop ends early when every row has finished. A model with
-    `keys_in_front(**model_kwargs)` (a tuned one) says how many keys it puts before the prompt.
-    """
+    Prompts are left-padded, `attention_mask` True on real tokens: (B, T) for a tuned model, which
+    builds its prefix from `task=...` (in `model_kwargs`) and says by `keys_in_front` how many
+    keys it puts before the prompt; (B, P + T) for a plain GPT given a `past` of P keys. A row
+    that emits one of `stop_ids` keeps it and gets `pad_id` after; the loop ends when all have."""
     check("max_new_tokens", max_new_tokens, 1)
     check("temperature", temperature, 0, real=True)
     if top_k is not None:

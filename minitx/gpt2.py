@@ -7,16 +7,11 @@ nn.Linear as (out, in) for x @ Wᵀ + b, so four matrices per block are transpos
 import json
 import numbers
 import os
-import re
 
 import torch
 
 from .model import GPT, Config
 
-try:
-    import regex
-except ImportError:  # optional: the `re` approximation below is exact for ASCII text
-    regex = None
 try:
     from safetensors.torch import load_file as load_safetensors
 except ImportError:  # optional: pytorch_model.bin needs only torch
@@ -67,32 +62,21 @@ def read_config(path):
                   dropout=0.0, bias=True)
 
 
-def shards(path, name):
-    """[path/name], or the shard files that path/name.index.json lists, or []."""
-    files, index = [name], os.path.join(path, name + ".index.json")
-    if not os.path.isfile(os.path.join(path, name)):
-        files = read_json(index)["weight_map"].values() if os.path.isfile(index) else []
-    return [os.path.join(path, file) for file in sorted(set(files))]
-
-
 def read_weights(path):
     """The raw HF state dict: from model.safetensors if it can be read, else pytorch_model.bin."""
-    st, pt = shards(path, "model.safetensors"), shards(path, "pytorch_model.bin")
-    if st and not pt and load_safetensors is None:
-        raise ImportError(f"{path!r} holds its weights as model.safetensors, which needs the "
-                          "optional `safetensors` package: pip install safetensors")
-    if not st and not pt:
-        require(path, ["model.safetensors", "pytorch_model.bin"], "weights")  # raises
-    files, load = ((st, load_safetensors) if st and load_safetensors else
-                   (pt, lambda file: torch.load(file, map_location="cpu", weights_only=True)))
-    state = {}
-    for file in files:
-        try:
-            state.update(load(file))
-        except Exception as e:  # a torn download or copy fails to parse
-            raise ValueError(f"{file} is truncated or corrupted ({type(e).__name__}: {e}); copy "
-                             f"or download it again") from e
-    return state
+    file = require(path, ["model.safetensors", "pytorch_model.bin"], "weights")
+    bin_file = os.path.join(path, "pytorch_model.bin")
+    if file != bin_file and load_safetensors is None:
+        if not os.path.isfile(bin_file):
+            raise ImportError(f"{path!r} holds its weights as model.safetensors, which needs "
+                              'safetensors: pip install safetensors (or pip install -e ".[gpt2]")')
+        file = bin_file
+    try:  # a torn download or copy fails to parse
+        return (torch.load(file, map_location="cpu", weights_only=True) if file == bin_file else
+                load_safetensors(file))
+    except Exception as e:
+        raise ValueError(f"{file} is truncated or corrupted ({type(e).__name__}: {e}); copy "
+                         f"or download it again") from e
 
 
 def hf_to_minitx(hf_state):
@@ -137,11 +121,6 @@ def bytes_to_unicode():
 # GPT-2's pre-tokenisation: contractions, letter runs, number runs and other-symbol runs (each
 # with an optional leading space), then whitespace. BPE never merges across these pieces.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-# Without `regex`: \p{L} -> [^\W\d_], \p{N} -> \d, \x1c-\x1f (whitespace to `re` only) -> symbols.
-# Exact on ASCII; beyond it numerals other than decimal digits (², Ⅻ) count as letters, and code
-# points the two Unicode versions disagree on may split differently (the round trip never does).
-RE_PATTERN = (r"""'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|[_\x1c-\x1f])+"""
-              r"""|[^\S\x1c-\x1f]+(?!\S|[\x1c-\x1f])|[^\S\x1c-\x1f]+""")
 
 
 class GPT2Tokenizer:
@@ -152,11 +131,16 @@ class GPT2Tokenizer:
     is a token, so decode(encode(s)) == s for any str. "<|endoftext|>" in text is plain text."""
 
     def __init__(self, vocab, merges):
+        try:
+            import regex  # \p{L} and \p{N}, which the standard `re` lacks
+        except ImportError:
+            raise ImportError("GPT2Tokenizer needs the `regex` package: pip install regex, or "
+                              'pip install -e ".[gpt2]"') from None
         self.encoder, self.decoder = dict(vocab), {i: t for t, i in vocab.items()}
         self.ranks = {tuple(pair): r for r, pair in enumerate(merges)}
         self.byte_encoder = bytes_to_unicode()
         self.byte_decoder = {c: b for b, c in self.byte_encoder.items()}
-        self.pattern = regex.compile(GPT2_PATTERN) if regex else re.compile(RE_PATTERN)
+        self.pattern = regex.compile(GPT2_PATTERN)
         self.eos_token_id = self.encoder.get("<|endoftext|>")
         self.cache = {}
 

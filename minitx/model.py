@@ -181,11 +181,8 @@ class GPT(nn.Module):
         init_weights(self, config.n_layer)
 
     def body(self, idx=None, past=None, attention_mask=None, inputs_embeds=None):
-        """Run the blocks; return the final hidden states (B, T, C) and the new per-layer (k, v).
-
-        Give token ids `idx` (B, T) or input embeddings `inputs_embeds` (B, T, C) — the latter
-        lets a soft prompt be put in front of the token embeddings.
-        """
+        """Token ids `idx` (B, T) or `inputs_embeds` (B, T, C) (a soft prompt in front of the token
+        embeddings) -> the final hidden states (B, T, C) and the new per-layer (k, v)."""
         x = embed(self.transformer.wte, idx, inputs_embeds, past)  # (B, T, C)
         B, T, _ = x.shape
         past, P = check_past(self.config, T, past)
@@ -204,11 +201,10 @@ class GPT(nn.Module):
         return self.transformer.ln_f(x), present
 
     def forward(self, idx=None, targets=None, past=None, attention_mask=None, inputs_embeds=None):
-        """Return (logits (B, T, vocab), loss or None, present).
-
-        targets: (B, T) next-token ids, -1 where no loss is wanted. `present` holds every layer's
-        full (k, v) — pass it back as `past` to decode the next token incrementally.
-        """
+        """Return (logits (B, T, vocab), loss or None, present); logits are None when targets are
+        given and config.loss_chunk > 0 (see lm_head_loss). targets: (B, T) next-token ids, -1
+        where no loss is wanted. `present` holds every layer's full (k, v): pass it back as `past`
+        to decode the next token incrementally."""
         h, present = self.body(idx, past, attention_mask, inputs_embeds)
         return *self.head(h, targets), present
 

@@ -11,16 +11,13 @@ Li & Liang (2021, arXiv 2101.00190 §4, and their BART code) give every layer th
   "decoder" — in front of the decoder's self-attention keys (it starts the decoding cache),
   "cross"   — in front of the encoder output that the decoder cross-attends to.
 
-Positions are learned and absolute, added to the token embeddings (T5 uses a relative position
-bias instead; we keep GPT's rule so that one rule serves both models). A prefix key therefore
-needs no position rule of its own: it is a fixed vector, and real tokens after P keys in front
-continue at positions P, P+1, ... The cross prefix has no positions at all.
+Positions are learned and absolute, as in GPT (T5 uses a relative position bias): real tokens
+after P prefix keys continue at positions P, P+1, ...; the cross prefix has no positions at all.
 
-Masks: `src_mask` (B, S) is True on real source tokens and covers the *last* S keys; everything
-in front of them (a prefix, a soft prompt) is always visible. It hides padded keys from the
-encoder's self-attention and from the decoder's cross-attention. The decoder needs no mask:
-targets are right-padded (target -1 there) and causality already keeps real tokens from seeing
-the padding after them.
+Masks: `src_mask` (B, S), True on real source tokens, covers the *last* S keys (a prefix or soft
+prompt in front is always visible) of the encoder's self-attention and the decoder's
+cross-attention. The decoder needs none: targets are right-padded (-1 there), and causality keeps
+real tokens from seeing the padding after them.
 
 One difference from GPT that the tests show: in a bidirectional encoder a prompt token attends to
 the input, so from the second layer on its keys depend on the input. A prefix computed from
@@ -100,10 +97,8 @@ class Seq2Seq(nn.Module):
         init_weights(self, config.n_layer)
 
     def encode(self, src=None, src_mask=None, past=None, inputs_embeds=None, prompt=None):
-        """Return the encoder output `memory` (B, T, C) and the encoder's per-layer (k, v).
-
-        Give token ids `src` (B, S) or `inputs_embeds` (B, S, C); a soft `prompt` (n, C) goes in
-        front of every row (T = n + S); `past` is the encoder prefix."""
+        """Token ids `src` (B, S) or `inputs_embeds` (B, S, C), a soft `prompt` (n, C) in front of
+        every row, `past` the encoder prefix -> (memory (B, n + S, C), per-layer (k, v))."""
         x = embed(self.transformer.wte, src, inputs_embeds, None, name="src")
         if prompt is not None:
             x = torch.cat([prompt.to(x.dtype).expand(x.size(0), -1, -1), x], dim=1)  # (B, n + S, C)
@@ -111,21 +106,17 @@ class Seq2Seq(nn.Module):
         return memory, present
 
     def decode(self, tgt, memory=None, src_mask=None, past=None, cross_past=None, targets=None):
-        """Return (logits (B, T, vocab), loss or None, cache = (self, cross) per-layer (k, v)).
-
-        With `memory` the cross keys are [cross_past; memory]; with memory=None `cross_past` is
-        the whole cached cross key/value set of an earlier call (computed once per input)."""
+        """Return (logits (B, T, vocab), loss or None, cache = (self, cross) per-layer (k, v)). The
+        cross keys are [cross_past; memory], or with memory=None the cached set `cross_past`."""
         x = embed(self.transformer.wte, tgt, None, past, name="tgt")
         h, present, cross = self.transformer.decoder(x, past, src_mask, memory, cross_past)
         return *lm_head_loss(h, self.lm_head, targets, self.config.loss_chunk), (present, cross)
 
     def forward(self, src, tgt, targets=None, src_mask=None, enc_past=None, dec_past=None,
                 cross_past=None, cache=None):
-        """Encode `src` (B, S), decode `tgt` (B, T); return (logits, loss, cache).
-
-        targets: (B, T) next-token ids, -1 where no loss is wanted. With `cache` (the cache of the
-        previous call) the encoder is skipped and only the new `tgt` tokens run: prefixes, encoder
-        output and earlier tokens are all in the cache."""
+        """Encode `src` (B, S), decode `tgt` (B, T); return (logits, loss, cache). targets: (B, T)
+        next-token ids, -1 for no loss. With the previous call's `cache` the encoder is skipped
+        and only the new `tgt` tokens run (prefixes and encoder output are in the cache)."""
         if cache is not None:
             return self.decode(tgt, None, src_mask, *cache, targets=targets)
         memory, _ = self.encode(src, src_mask, enc_past)
@@ -198,14 +189,10 @@ class TunedSeq2Seq(Tuned):
 
 
 def generate_seq2seq(model, src, max_new_tokens, src_mask=None, bos_id=0, **kwargs):
-    """Decode up to `max_new_tokens` per row of `src` (B, S); return the (B, n) new ids.
-
-    `model` is a Seq2Seq or a TunedSeq2Seq. Every row starts from `bos_id`; the source may be
-    padded (any side) with `src_mask`. The first step encodes the source once and fills the cache
-    with the decoder prefix, the cross prefix and the encoder output's cross keys/values; every
-    later step feeds only the newest token. This is `generate.generate` with the decoder as its
-    model, so kwargs are its options (temperature, top_k, top_p, stop_ids, pad_id, generator) and
-    the model's (task=..., or enc_past/dec_past/cross_past for a plain Seq2Seq)."""
+    """Decode up to `max_new_tokens` per row of `src` (B, S) (padded on any side, `src_mask`) from
+    `bos_id` by a Seq2Seq or TunedSeq2Seq; return the (B, n) new ids. `generate.generate` with the
+    decoder as its model: the first step encodes the source once and caches the prefixes and cross
+    keys/values; kwargs are generate's options and the model's (task=..., enc_past, ...)."""
     def step(tgt, past=None, attention_mask=None, **model_kwargs):
         return model(src, tgt, src_mask=src_mask, cache=past, **model_kwargs)
     bos = torch.full((src.size(0), 1), bos_id, dtype=torch.long, device=src.device)

@@ -1,17 +1,15 @@
 """One training loop for pretraining, full fine-tuning and prompt/prefix tuning alike.
 
 `train(model, get_batch, config)` optimises the requires_grad=True parameters of any module whose
-call `model(**batch)` returns (logits, loss, ...): a GPT, or a tuning wrapper around a frozen one
-(extra keywords such as task=... ride along in the batch). Exact resume rests on a contract:
-`get_batch(step)` (`get_batch(step, micro_step)` if config.accum > 1) returns that 0-based step's
-batch dict, a deterministic function of its arguments.
+`model(**batch)` returns (logits, loss, ...): a GPT, or a tuning wrapper (task=... rides along in
+the batch). Exact resume rests on a contract: `get_batch(step)` (`get_batch(step, micro_step)` if
+config.accum > 1) returns that 0-based step's batch dict, a deterministic function of its args.
 
 Under torchrun (WORLD_SIZE > 1) the process group is created if needed (gloo on CPU, nccl on
-CUDA) and the model wrapped in DistributedDataParallel, which averages the gradients of trainable
-parameters only. get_batch returns the GLOBAL batch; rank r keeps rows [r*B/N, (r+1)*B/N) of every
-tensor/list whose first dimension is B. The mean of the ranks' mean losses is the global mean when
-all shards have as many loss tokens (targets != -1), e.g. unpadded rows. Only rank 0 logs,
-evaluates and writes checkpoints.
+CUDA) and the model wrapped in DistributedDataParallel. get_batch returns the GLOBAL batch; rank
+r keeps rows [r*B/N, (r+1)*B/N) of every tensor/list whose first dimension is B (the mean of the
+ranks' mean losses is the global mean when shards have as many loss tokens, targets != -1). Only
+rank 0 logs, evaluates and writes checkpoints.
 """
 import contextlib
 import math
@@ -113,11 +111,10 @@ def shard(batch, rank, world):
 
 
 def train(model, get_batch, config, eval_fn=None, log=partial(print, flush=True), resume=False):
-    """Train `model`'s requires_grad parameters (see the module docstring); eval_fn(model) returns
-    a dict of numbers. resume=True continues from config.checkpoint if that file exists, else
-    starts at step 0. Returns {"losses": every step's loss from step 0, "evals": [{"step": n,
-    **metrics}], "steps_per_s", "tokens_per_s", "eval_seconds"}: the rates are this call's, over
-    its training time, which excludes the eval_seconds spent in eval_fn."""
+    """Train `model`'s requires_grad parameters; eval_fn(model) returns a dict of numbers.
+    resume=True continues from config.checkpoint if it exists. Returns {"losses": every step's
+    loss from step 0, "evals": [{"step": n, **metrics}], "steps_per_s", "tokens_per_s",
+    "eval_seconds"}: the rates are this call's, over its training time (eval_fn's excluded)."""
     c = config
     if not isinstance(c, TrainConfig):
         raise TypeError(f"config must be a TrainConfig; got {type(c).__name__}")

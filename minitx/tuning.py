@@ -1,7 +1,6 @@
 """Parameter-efficient tuning of a frozen model: soft prompts, prefixes, LoRA, adapters.
 
-Every method is a small module holding one task's parameters and telling the frozen base model
-how to use them, in one of three ways:
+Every method is a small module holding one task's parameters, used by the frozen base as:
 
 * `prompt()`  -> (n, C) virtual-token embeddings put in front of the input  (prompt tuning)
 * `prefix()`  -> one (k, v) per layer put in front of that layer's keys      (prefix tuning,
@@ -9,10 +8,9 @@ how to use them, in one of three ways:
 * `hooks()`   -> (submodule name, fn) pairs: fn(x, out) replaces a frozen layer's output
                  (LoRA adds B·A·x; an adapter adds its bottleneck; the prefix LayerNorm option)
 
-`Tuned` holds the frozen base and any number of named task modules, and runs a batch whose rows
-may each use a different task. The caller never sees virtual positions: logits, targets and the
-attention mask all line up with the real tokens. Every constructor checks its arguments
-(`check`): a bad size or id is refused when the module is made, not at the first forward.
+`Tuned` holds the frozen base and named task modules, and runs a batch whose rows may each use a
+different task; logits, targets and the attention mask line up with the real tokens only.
+Constructors check their arguments (`check`): a bad size or id is refused when a module is made.
 """
 import contextlib
 import copy
@@ -84,11 +82,9 @@ class Method(nn.Module):
 
 class SoftPrompt(Method):
     """Prompt tuning (Lester et al. 2021, arXiv 2104.08691 §2): n trainable embeddings P_e ∈ R^(n×C)
-    put in front of the input embeddings. Kept in fp32 and cast to the model's dtype at use.
-
-    init: "random" = uniform [-0.5, 0.5] (the paper's random baseline); "vocab" = embeddings of
-    tokens sampled from the first `vocab_top` ids; or a list of token ids (a phrase such as
-    "classify this review :", or the class-label words), repeated or cut to n.
+    in front of the input embeddings, kept in fp32 and cast to the model's dtype at use. init:
+    "random" = uniform [-0.5, 0.5] (the paper's baseline); "vocab" = embeddings of tokens drawn
+    from the first `vocab_top` ids; or token ids (a phrase, the class words), repeated or cut to n.
     """
 
     method = "soft_prompt"
@@ -173,11 +169,10 @@ class Prefix(Method):
 
     @torch.no_grad()
     def init_from_tokens(self, model, ids, run=None):
-        """Set the prefix to the frozen model's own keys/values for the tokens `ids` (§7.4 of the
-        paper: activations of real words). Direct: copied. Reparameterized: the MLP's last Linear
-        is solved by least squares on the (random) tanh features, exact while length <= mid.
-        Returns the remaining mean squared error. `run(ids)` -> per-layer (k, v) replaces
-        `model(ids)[2]` (seq2seq.py passes its encoder)."""
+        """Set the prefix to the frozen model's own keys/values for the tokens `ids` (§7.4: real
+        words' activations): copied, or (reparameterized) the MLP's last Linear solved by least
+        squares on the tanh features, exact while length <= mid; return the remaining MSE.
+        `run(ids)` -> per-layer (k, v) replaces `model(ids)[2]` (seq2seq.py passes its encoder)."""
         ids = check_indices("ids", ids, model.config.vocab_size)
         ids = torch.tensor([(ids * self.length)[:self.length]],
                            device=model.transformer.wte.weight.device)
@@ -407,11 +402,10 @@ class Tuned(nn.Module):
                 h.remove()
 
     def virtual(self, names, device, build):
-        """The virtual tokens of a batch whose row i uses task names[i], in three steps: pad each
-        task's prefix and soft prompt on the left to the batch's longest (P keys, n tokens),
-        gather one row per batch row, and build the (B, P + n) mask that hides the padding.
-        Returns (prompts (B, n, C), per-layer prefix, mask, P + n); one task has nothing to pad:
-        B = 1. build=False: the mask and P + n only (a cache already holds the rest)."""
+        """The virtual tokens of a batch whose row i uses task names[i]: each task's prefix and soft
+        prompt left-padded to the longest (P keys, n tokens), one per row, and the (B, P + n) mask
+        hiding the padding. Returns (prompts (B, n, C), per-layer prefix, mask, P + n), B = 1 for
+        one task; build=False: the mask and P + n only (a cache already holds the rest)."""
         tasks = list(dict.fromkeys(names))
         methods = [self.tasks[t] for t in tasks]
         if len({tuple(m.layers) for m in methods if isinstance(m, Prefix)}) > 1:
@@ -478,10 +472,9 @@ class Tuned(nn.Module):
         return report(nn.ModuleList([self.base, self.tasks[self.row_tasks(task, 1)[0]]]))
 
     def save(self, name, directory, keep_mlp=False, tokenizer=None):
-        """Write task `name` into `directory`: a weights file, then adapter.json naming it with its
-        SHA-256 beside the method's settings, the base's fingerprint and `tokenizer.to_dict()`
-        (for read_adapter_tokenizer); return the weights' size in bytes. A reparameterized prefix
-        is saved exported (§4.3) unless keep_mlp=True. Atomic; removes what killed saves left."""
+        """Write task `name` into `directory`: a weights file, then adapter.json with its SHA-256,
+        the settings, the base's fingerprint and `tokenizer.to_dict()`; return the weights' bytes.
+        A reparameterized prefix is saved exported (§4.3) unless keep_mlp=True. Atomic."""
         if name not in self.tasks:
             raise ValueError(f"name {name!r} is not a task here; the tasks are {list(self.tasks)}")
         m = self.tasks[name]
@@ -566,9 +559,8 @@ def read_adapter_tokenizer(directory):
 
 
 def atomic_write(path, write):
-    """Call write(f) on a binary temp file beside `path`, flush it to disk, then rename it over
-    `path`: a crash leaves the old file or the new one, never a torn one. A killed writer leaves
-    `<path>.tmp` behind, which the next save to that place removes."""
+    """write(f) to `<path>.tmp`, fsync, rename it over `path`: a crash leaves the old file or the
+    new one, never a torn one (a killed writer's `.tmp` is removed by the next save there)."""
     tmp = f"{path}.tmp"
     try:
         with open(tmp, "wb") as f:
@@ -583,8 +575,8 @@ def atomic_write(path, write):
 
 
 def remove_files(directory, unwanted):
-    """Delete the files in `directory` whose name satisfies unwanted(name): what killed or
-    earlier saves left. Only saves call it: a load never deletes (a save may be running)."""
+    """Delete the files in `directory` whose name satisfies unwanted(name) (what killed or earlier
+    saves left); only saves call it, never a load (a save may be running)."""
     for name in os.listdir(directory):
         if unwanted(name):
             with contextlib.suppress(FileNotFoundError):

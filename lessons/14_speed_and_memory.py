@@ -52,7 +52,7 @@ from minitx.tuning import Adapter, LoRA, Prefix, SoftPrompt, Tuned, count_parame
 MODE = lesson_mode()
 # the training benchmark: the course's reference configuration for speed
 BENCH = dict(n_layer=6, n_embd=384, n_head=6, vocab_size=512, block_size=512, batch=4, seq=128,
-             virtual=16, mid=512, lora_r=8, bottleneck=64, n_classes=2, rounds=3, peak_n=1536)
+             virtual=16, mid=512, lora_r=8, bottleneck=64, rounds=3, peak_n=1536)
 GPT2_SMALL = dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, seqs=(512, 1024),
                   loss_chunk=32, label="GPT-2-small")
 SETTINGS = {
@@ -95,16 +95,16 @@ print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_
 #
 # Every frozen-base method goes through `Tuned`, which freezes the base; full fine-tuning trains
 # a copy of the same model. "prefix" is the direct prefix (P itself is the parameter); "prefix +
-# MLP" trains P′ and the MLP that makes P from it (Li & Liang §4.3); "deep prompt" is P-tuning
-# v2: the same per-layer prefix with a classification head on the last token instead of the
-# language-model head. The course's LoRA adapts the fused `attn.c_attn` (Q, K and V together;
-# Hu et al. adapt Wq and Wv). "+ ckpt" rows are the same method with activation checkpointing
+# MLP" trains P′ and the MLP that makes P from it (Li & Liang §4.3); P-tuning v2's "deep
+# prompts" are the direct prefix too (Liu et al. add a classification head: one small matrix on
+# one position). The course's LoRA adapts the fused `attn.c_attn` (Q, K and V together; Hu et
+# al. adapt Wq and Wv). "+ ckpt" rows are the same method with activation checkpointing
 # (`Config(checkpoint=True)`, explained further down). Setup: 6 layers, width 384, 6 heads,
 # vocabulary 512, batches of 4 × 128 tokens (8 × 128 with `--full`), fp32, 16 virtual tokens, a
 # prefix MLP of width 512, LoRA r = 8, adapters with a bottleneck of 64.
 #
 # The trainable counts have closed forms (L layers, width C, vocabulary V, context S, n virtual
-# tokens, MLP width m, LoRA rank r, adapter bottleneck b, k classes):
+# tokens, MLP width m, LoRA rank r, adapter bottleneck b):
 #
 # | method | trainable parameters |
 # | --- | --- |
@@ -112,14 +112,13 @@ print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_
 # | prompt | n·C |
 # | prefix | L·2·n·C |
 # | prefix + MLP | n·C + (C·m + m) + (m·2LC + 2LC) |
-# | deep prompt | L·2·n·C + C·k + k |
 # | LoRA | L·r·(C + 3C) |
 # | adapter | 2L·(2C·b + b + C) |
 
 # %%
 FULL_LIKE = ("full FT", "reference GPT", "full FT + ckpt")  # every weight trained
-METHODS = ["full FT", "prompt", "prefix", "prefix + MLP", "deep prompt", "LoRA", "adapter",
-           "reference GPT", "full FT + ckpt", "prefix + ckpt"]
+METHODS = ["full FT", "prompt", "prefix", "prefix + MLP", "LoRA", "adapter", "reference GPT",
+           "full FT + ckpt", "prefix + ckpt"]
 
 
 def config_of(s):
@@ -145,18 +144,16 @@ def build(method, base):
         "prompt": lambda: SoftPrompt(frozen, s.virtual),
         "prefix": lambda: Prefix(frozen, s.virtual),
         "prefix + MLP": lambda: Prefix(frozen, s.virtual, mid=s.mid),
-        "deep prompt": lambda: Prefix(frozen, s.virtual, n_classes=s.n_classes),
         "LoRA": lambda: LoRA(frozen, r=s.lora_r),
         "adapter": lambda: Adapter(frozen, bottleneck=s.bottleneck),
     }[method.removesuffix(" + ckpt")]())
     return tuned
 
 
-def make_batch(method, seed=0):
+def make_batch(seed=0):
     g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, s.vocab_size, (s.batch, s.seq), generator=g)
-    targets = (torch.randint(0, s.n_classes, (s.batch,), generator=g) if method == "deep prompt"
-               else torch.randint(0, s.vocab_size, (s.batch, s.seq), generator=g))
+    idx, targets = (torch.randint(0, s.vocab_size, (s.batch, s.seq), generator=g)
+                    for _ in range(2))
     return {"idx": idx.to(DEVICE), "targets": targets.to(DEVICE)}
 
 # %% [markdown]
@@ -189,14 +186,14 @@ def reference_forward(model, idx, targets):
 # frozen base. N counts every weight a token is multiplied by: all parameters except the position
 # table, the tied embedding once (as the output head); LoRA and adapter weights join in; a prefix
 # is no per-token weight (its cost is attention), and the prefix MLP runs once per step, not per
-# token; deep prompt runs a k-class head on one position instead of the LM head on all. MFU uses
+# token. MFU uses
 # these model FLOPs; PaLM's definition (Chowdhery et al. 2022, arXiv 2204.02311, App. B) adds
 # attention, 12·L·C·S per position for S keys: the "+attn" column. Neither counts recomputation,
 # so checkpointing's extra forward pass shows as a lower MFU.
 #
 # The peak is measured, not taken from a data sheet: a large square matmul (1536³ on a CPU by
-# default, 4096³ on CUDA; the median of three after a warm-up), on the same threads and in every round, so that
-# a busy machine lowers the peak and the step alike.
+# default, 4096³ on CUDA; the median of three after a warm-up), on the same threads and in every
+# round, so that a busy machine lowers the peak and the step alike.
 #
 # The clock: on a CPU the lesson runs on one thread and times with the *process's CPU time*,
 # which leaves out the time the machine gives to other processes (on an idle machine it equals
@@ -230,12 +227,10 @@ def model_flops(method, model):
     base = model if method in FULL_LIKE else model.base
     c = base.config
     n = count_parameters(base)[1] - c.block_size * c.n_embd
-    if method == "deep prompt":
-        n -= c.vocab_size * c.n_embd
     extra = count_parameters(model)[0] if method.startswith(("LoRA", "adapter")) else 0
     trained = n if method in FULL_LIKE else extra
     flops = 4 * (n + extra) + 2 * trained
-    keys = s.seq + (s.virtual if method.startswith(("prompt", "prefix", "deep")) else 0)
+    keys = s.seq + (s.virtual if method.startswith(("prompt", "prefix")) else 0)
     return flops, flops + 12 * c.n_layer * c.n_embd * keys, n
 
 
@@ -319,7 +314,7 @@ for method in METHODS:
     torch.manual_seed(1)
     model = build(method, base)
     forward = partial(reference_forward, model) if method == "reference GPT" else model
-    step = make_step(model, make_batch(method), forward)
+    step = make_step(model, make_batch(), forward)
     counted, loss = counted_step(step)  # also the warm-up
     flops, flops_attn, n = model_flops(method, model)
     tokens = s.batch * positions(method)

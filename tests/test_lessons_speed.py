@@ -20,9 +20,9 @@ from lesson_loader import run_lesson
 from minitx import GPT, Config
 
 FILENAME = "14_speed_and_memory.py"
-METHODS = ["full FT", "prompt", "prefix", "prefix + MLP", "deep prompt", "LoRA", "adapter",
-           "reference GPT", "full FT + ckpt", "prefix + ckpt"]
-FROZEN = ["prompt", "prefix", "prefix + MLP", "deep prompt", "LoRA", "adapter"]
+METHODS = ["full FT", "prompt", "prefix", "prefix + MLP", "LoRA", "adapter", "reference GPT",
+           "full FT + ckpt", "prefix + ckpt"]
+FROZEN = ["prompt", "prefix", "prefix + MLP", "LoRA", "adapter"]
 MEMORY_ROWS = ["weights only", "full FT", "full FT + ckpt", "prefix", "prefix + ckpt",
                "prefix + ckpt + chunk", "LoRA + ckpt"]
 
@@ -43,12 +43,12 @@ def full_count(L, C, V, S):
 
 def closed_forms(s):
     L, C, V, S, n = s.n_layer, s.n_embd, s.vocab_size, s.block_size, s.virtual
-    m, r, b, k = s.mid, s.lora_r, s.bottleneck, s.n_classes
+    m, r, b = s.mid, s.lora_r, s.bottleneck
     full = full_count(L, C, V, S)
     return {"full FT": full, "reference GPT": full, "full FT + ckpt": full, "prompt": n * C,
             "prefix": L * 2 * n * C, "prefix + ckpt": L * 2 * n * C,
             "prefix + MLP": n * C + (C * m + m) + (m * 2 * L * C + 2 * L * C),
-            "deep prompt": L * 2 * n * C + C * k + k, "LoRA": L * r * (C + 3 * C),
+            "LoRA": L * r * (C + 3 * C),
             "adapter": 2 * L * (2 * C * b + b + C)}
 
 

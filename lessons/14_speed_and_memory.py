@@ -462,7 +462,7 @@ for seq, target, named in zip(m.seqs, (0.30, 0.25), GPT2_SMALL["seqs"]):
     bound = next(r["vs_full"] for r in memory[seq] if r["row"] == "weights only")
     targets[seq] = dict(target=target, got=got, met=got <= target, floor=bound)
     here = "" if seq == named else f" (here 1 x {seq})"
-    print(f"1 x {named}{here}: prefix + ckpt + chunk at {got:.3f} of full FT; target "
+    print(f"1 x {named}{here}: prefix + ckpt + chunk at {got:.4f} of full FT; target "
           f"<= {target:.2f}: {'met' if got <= target else 'not met'}")
 
 # %% [markdown]
@@ -594,7 +594,7 @@ print(f"per generate call: the direct prefix was built {per_call[f'prefix {s.vir
       f" time(s), the prefix MLP ran {per_call[f'prefix {s.virtual} + MLP']['mlp']} time(s)")
 for b in BATCHES:
     ratio = generation["generate"][b]["vs_floor"]
-    print(f"batch {b}: generate ÷ floor {ratio:.3f} (target >= 0.95: "
+    print(f"batch {b}: generate ÷ floor {ratio:.4f} (target >= 0.95: "
           f"{'met' if ratio >= 0.95 else 'not met'}); prefix {s.virtual} beyond {s.virtual} cached "
           f"keys {100 * prefix_cost[b]:+.2f}%")
     print(f"  (target <= 3%: {'met' if prefix_cost[b] <= 0.03 else 'not met'}); the same model "

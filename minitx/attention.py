@@ -10,8 +10,7 @@ i.e. the causal mask aligned to the *lower right* of the (T, S = P + T) score ma
 marked as padding. PyTorch's `is_causal=True` is aligned to the upper left (query i sees keys
 j <= i), which is wrong as soon as P > 0; `causal_lower_right` is the right bias.
 
-Shapes: q (B, nh, T, hs), k and v (B, nh, S, hs); boolean masks are True where a query may look.
-"""
+Shapes: q (B, nh, T, hs), k and v (B, nh, S, hs); boolean masks are True where a query may look."""
 import math
 
 import torch
@@ -49,12 +48,11 @@ def build_mask(T, key_mask=None, causal=True):
                          f"(keys before the current tokens included); got {tuple(key_mask.shape)} "
                          f"{key_mask.dtype}")
     mask = key_mask[:, None, None, :]  # (B, 1, 1, S)
-    return mask & causal_mask(T, key_mask.size(1), key_mask.device) if causal else mask  # (B, 1, T, S)
+    return mask & causal_mask(T, key_mask.size(1), key_mask.device) if causal else mask  # B,1,T,S
 
 
 def fast_attention(q, k, v, mask=None, causal=True):
     """The same math through `F.scaled_dot_product_attention` (fused kernels, no weights kept).
-
     With no mask the causal rule becomes a lower-right bias object: minitx builds no (T, S) mask
     (PyTorch's CPU kernel still makes one inside when there are keys in front; CUDA's need none)."""
     T, S = q.size(-2), k.size(-2)
@@ -75,7 +73,7 @@ def append(past, new):
     if torch.is_grad_enabled() and (past.requires_grad or new.requires_grad):
         return torch.cat([past.to(new.dtype).expand(B, -1, -1, -1), new], dim=2)
     buf = getattr(past, "buffer", None)  # set on every view returned below
-    if buf is None or (buf.filled, buf.size(0), buf.dtype) != (P, B, new.dtype) or buf.size(2) < P + T:
+    if buf is None or (buf.filled, len(buf), buf.dtype) != (P, B, new.dtype) or buf.size(2) < P + T:
         buf = new.new_empty(B, new.size(1), P + T + 64, new.size(3))  # a copy every 64 steps
         buf[:, :, :P] = past
     buf[:, :, P:P + T], buf.filled = new, P + T
@@ -86,7 +84,6 @@ def append(past, new):
 
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with GPT-2 parameter names that takes keys/values from before.
-
     Self-attention: q, k, v from x by `c_attn`. Cross-attention (`cross=True`): q from x by `c_q`,
     k, v from `context` (the encoder output) by `c_kv`; with context=None `past` is the whole
     key/value set (cached encoder keys). Else `past` = (k, v), each (B or 1, nh, P, hs), goes in

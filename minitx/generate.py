@@ -24,7 +24,7 @@ def filter_logits(logits, top_k=None, top_p=None):
 
 
 def next_token(logits, temperature=0.0, top_k=None, top_p=None, generator=None):
-    """Greedy when temperature == 0, else sample from softmax(logits / temperature) after filtering."""
+    """Greedy if temperature == 0, else sample softmax(logits / temperature) after filtering."""
     if temperature == 0.0:
         return logits.argmax(dim=-1)
     probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
@@ -35,7 +35,6 @@ def next_token(logits, temperature=0.0, top_k=None, top_p=None, generator=None):
 def generate(model, idx, max_new_tokens, attention_mask=None, past=None, temperature=0.0,
              top_k=None, top_p=None, stop_ids=(), pad_id=0, generator=None, **model_kwargs):
     """Continue each row of `idx` (B, T) by up to `max_new_tokens` tokens; return (B, n) new ids.
-
     Prompts are left-padded, `attention_mask` True on real tokens: (B, T) for a tuned model, which
     builds its prefix from `task=...` (in `model_kwargs`) and says by `keys_in_front` how many
     keys it puts before the prompt; (B, P + T) for a plain GPT given a `past` of P keys. A row

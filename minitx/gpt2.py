@@ -2,8 +2,7 @@
 
 Both read a LOCAL Hugging Face-format directory; nothing is ever downloaded. GPT-2's names are
 minitx's; only the layout differs: GPT-2's `Conv1D` stores a weight as (in, out) for x @ W + b,
-nn.Linear as (out, in) for x @ Wᵀ + b, so four matrices per block are transposed.
-"""
+nn.Linear as (out, in) for x @ Wᵀ + b, so four matrices per block are transposed."""
 import json
 import numbers
 import os

@@ -33,14 +33,12 @@ def _ngrams(tokens: list[str], n: int) -> Counter:
 
 def corpus_bleu(hypotheses: list[str], references: list[list[str]], max_n: int = 4) -> float:
     """Corpus-level BLEU on a 0..100 scale (Papineni et al., 2002, ACL).
-
     p_n = sum_s sum_g min(count_hyp(g), max_ref count_ref(g)) / sum_s #n-grams(hyp_s):
     clipped counts and n-gram totals are summed over the whole corpus before dividing.
     log BLEU = min(1 - r/c, 0) + (1/max_n) sum_{n=1..max_n} log p_n, the first term being
     log BP (brevity penalty): c = total hypothesis length, r = sum over sentences of the
     reference length closest to the hypothesis length (ties -> shorter reference).
-    No smoothing: any p_n = 0 gives BLEU = 0.
-    """
+    No smoothing: any p_n = 0 gives BLEU = 0."""
     _check(hypotheses, references)
     if isinstance(max_n, bool) or not isinstance(max_n, int) or max_n < 1:
         raise ValueError(f"max_n (the longest n-gram) must be an integer >= 1; got {max_n!r}")
@@ -74,12 +72,10 @@ def lcs_length(a: list, b: list) -> int:
 
 def rouge_l(hypotheses: list[str], references: list[list[str]], beta: float = 1.2) -> float:
     """Sentence-averaged ROUGE-L F-measure on a 0..100 scale (Lin, 2004, sec. 3.1).
-
     With R = LCS / len(ref) and P = LCS / len(hyp), F = (1 + beta^2) R P / (R + beta^2 P),
     and F = 0 when LCS = 0. Each sentence takes its best reference; scores are averaged.
     beta = 1.2 (recall weighted a little above precision) follows the ROUGE-L of the
-    E2E NLG Challenge evaluation scripts; pass beta=1 for the symmetric F1.
-    """
+    E2E NLG Challenge evaluation scripts; pass beta=1 for the symmetric F1."""
     _check(hypotheses, references)
 
     def f(h, t):

@@ -9,8 +9,7 @@ checkpoint maps onto it one to one (see gpt2.py). Two things differ from a plain
 * positions continue after what came before: with P keys in front, real tokens get positions
   P, P+1, ... With an `attention_mask` (padding), a token's position is the number of real keys
   before it, so left padding, per-row prefix lengths and caches all get the same positions a
-  single unpadded sequence would.
-"""
+  single unpadded sequence would."""
 import math
 from dataclasses import dataclass
 
@@ -48,7 +47,7 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm Transformer block: x + attn(ln(x)), [x + cross_attn(ln(x), context)], x + mlp(ln(x))."""
+    """Pre-norm block: x + attn(ln(x)), [x + cross_attn(ln(x), context)], x + mlp(ln(x))."""
 
     def __init__(self, config, causal=True, cross=False):
         super().__init__()
@@ -74,7 +73,7 @@ class Block(nn.Module):
 
 
 def init_weights(model, n_layer):
-    """GPT-2 initialisation: N(0, 0.02), zero biases, residual projections scaled by 1/√(2·n_layer)."""
+    """GPT-2's init: N(0, 0.02), zero biases, residual projections scaled by 1/√(2·n_layer)."""
     for name, p in model.named_parameters():
         if p.dim() >= 2:
             std = 0.02 / math.sqrt(2 * n_layer) if name.endswith("c_proj.weight") else 0.02
@@ -164,7 +163,7 @@ def run_block(block, checkpoint, *args):
 
 
 class GPT(nn.Module):
-    """Decoder-only Transformer (GPT-2 layout, Radford et al. 2019) with native prefix/cache input."""
+    """Decoder-only Transformer (GPT-2 layout, Radford et al. 2019), native prefix/cache input."""
 
     def __init__(self, config):
         super().__init__()
@@ -221,7 +220,6 @@ def summed_loss(logits, targets):
 
 def lm_head_loss(h, lm_head, targets=None, chunk=0):
     """Hidden states (B, T, C) -> (logits (B, T, vocab), mean cross-entropy over targets not -1).
-
     Checking targets reads three numbers back (a training step's sync; decoding has no targets).
     chunk > 0: the loss is summed `chunk` positions at a time, each slice's logits recomputed in
     backward, so (B, T, vocab) logits and their gradient are never whole; logits are then None."""

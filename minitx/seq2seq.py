@@ -1,10 +1,9 @@
 """A T5-style encoder–decoder built from GPT's blocks, with three prefixes in every layer.
 
-The encoder is a stack of `Block(causal=False)`: bidirectional self-attention, where only padded
-source keys are hidden. The decoder is a stack of `Block(cross=True)`: causal self-attention, then
-cross-attention whose keys and values are the encoder's output. Token embeddings are shared by
-both and tied to the output head; every block is pre-norm. Nothing here is a second attention:
-encoder, decoder and cross-attention all take keys/values from *before* through the same `past`.
+The encoder's `Block(causal=False)` is bidirectional (only padded source keys hidden); the
+decoder's `Block(cross=True)` is causal, then cross-attends to the encoder output. Token
+embeddings are shared and tied to the output head; blocks are pre-norm. All three attentions take
+keys/values from *before* through the same `past`: nothing here is a second attention.
 
 Li & Liang (2021, arXiv 2101.00190 §4, and their BART code) give every layer three prefixes:
   "encoder" — in front of the encoder's self-attention keys (like GPT's prefix),
@@ -19,11 +18,9 @@ prompt in front is always visible) of the encoder's self-attention and the decod
 cross-attention. The decoder needs none: targets are right-padded (-1 there), and causality keeps
 real tokens from seeing the padding after them.
 
-One difference from GPT that the tests show: in a bidirectional encoder a prompt token attends to
-the input, so from the second layer on its keys depend on the input. A prefix computed from
-tokens on their own equals those tokens as a hard prompt only in a one-layer encoder; at any depth
-it takes the keys those tokens have *beside* the input (or a soft prompt of their embeddings).
-"""
+Unlike GPT, a prompt token in a bidirectional encoder attends to the input, so from layer 2 on
+its keys depend on it (the tests show it): a prefix of tokens run on their own equals them as a
+hard prompt only in a one-layer encoder; at any depth take their keys *beside* the input."""
 import copy
 
 import torch
@@ -128,16 +125,14 @@ class Seq2SeqPrefix(Method):
     "encoder", "decoder", "cross"), each direct (mid=None) or reparameterized by its own MLP, as
     in Li & Liang's BART code. `active` (a set, default all kinds) switches kinds off without
     rebuilding, for an ablation: a kind switched off is exactly no prefix of that kind.
-
     Trainable parameters per kind, L layers, width C, length P: direct 2·L·P·C; reparameterized
-    P·C + (C·mid + mid) + (mid·2·L·C + 2·L·C). `export()` keeps only the prefixes.
-    """
+    P·C + (C·mid + mid) + (mid·2·L·C + 2·L·C). `export()` keeps only the prefixes."""
 
     method = "seq2seq_prefix"
-    SETTINGS = ("length", "mid", "kinds", "n_classes")
+    SETTINGS = ("length", "mid", "kinds")
 
-    def __init__(self, model, length, mid=None, kinds=KINDS, n_classes=None):
-        super().__init__(model, n_classes)
+    def __init__(self, model, length, mid=None, kinds=KINDS):
+        super().__init__(model)
         if not kinds or not set(kinds) <= set(KINDS):
             raise ValueError(f"kinds must be a non-empty subset of {KINDS}; got {kinds!r}")
         self.length, self.mid, self.kinds = length, mid, tuple(kinds)

@@ -9,8 +9,7 @@ Under torchrun (WORLD_SIZE > 1) the process group is created if needed (gloo on 
 CUDA) and the model wrapped in DistributedDataParallel. get_batch returns the GLOBAL batch; rank
 r keeps rows [r*B/N, (r+1)*B/N) of every tensor/list whose first dimension is B (the mean of the
 ranks' mean losses is the global mean when shards have as many loss tokens, targets != -1). Only
-rank 0 logs, evaluates and writes checkpoints.
-"""
+rank 0 logs, evaluates and writes checkpoints."""
 import contextlib
 import math
 import os

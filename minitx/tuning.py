@@ -10,8 +10,7 @@ Every method is a small module holding one task's parameters, used by the frozen
 
 `Tuned` holds the frozen base and named task modules, and runs a batch whose rows may each use a
 different task; logits, targets and the attention mask line up with the real tokens only.
-Constructors check their arguments (`check`): a bad size or id is refused when a module is made.
-"""
+Constructors check their arguments (`check`): a bad size or id is refused when a module is made."""
 import contextlib
 import copy
 import hashlib
@@ -55,16 +54,13 @@ class Method(nn.Module):
     """Base class: one task's parameters. Subclasses override the parts they use."""
 
     method = "none"
-    SETTINGS = ("n_classes",)  # the constructor arguments (besides the model) kept in a file
+    SETTINGS = ()  # the constructor arguments (besides the model) kept in a file
 
-    def __init__(self, model, n_classes=None):
+    def __init__(self, model):
         super().__init__()
         if not hasattr(model, "config"):
             raise TypeError(f"model must be a minitx GPT or Seq2Seq (for a Tuned, pass "
                             f"tuned.base); got {type(model).__name__}")
-        self.n_classes = None if n_classes is None else check("n_classes", n_classes, 1)
-        if n_classes:  # P-tuning v2: a linear head on the last real token instead of a verbalizer
-            self.head = nn.Linear(model.config.n_embd, n_classes)
 
     def prompt(self):
         return None
@@ -84,14 +80,13 @@ class SoftPrompt(Method):
     """Prompt tuning (Lester et al. 2021, arXiv 2104.08691 §2): n trainable embeddings P_e ∈ R^(n×C)
     in front of the input embeddings, kept in fp32 and cast to the model's dtype at use. init:
     "random" = uniform [-0.5, 0.5] (the paper's baseline); "vocab" = embeddings of tokens drawn
-    from the first `vocab_top` ids; or token ids (a phrase, the class words), repeated or cut to n.
-    """
+    from the first `vocab_top` ids; or token ids (a phrase, class words), repeated or cut to n."""
 
     method = "soft_prompt"
-    SETTINGS = ("n_tokens", "n_classes")
+    SETTINGS = ("n_tokens",)
 
-    def __init__(self, model, n_tokens, init="random", vocab_top=5000, n_classes=None):
-        super().__init__(model, n_classes)
+    def __init__(self, model, n_tokens, init="random", vocab_top=5000):
+        super().__init__(model)
         self.n_tokens = check("n_tokens", n_tokens, 1)
         wte = model.transformer.wte.weight.detach()
         if isinstance(init, str) and init == "random":
@@ -118,15 +113,13 @@ class Prefix(Method):
     mid=int:  reparameterized, P = MLP(P′) with P′ = Embedding(length, C) and MLP = Linear(C, mid)
               -> Tanh -> Linear(mid, L·2·C) (§4.3; the paper uses mid 512 for table-to-text).
     layers:   which layers carry a prefix (default all) — for the depth ablation.
-    layer_norm: LayerNorm on the attention output of each layer with a prefix (an option of the
-              source article, not of the paper).
-    """
+    layer_norm: LayerNorm on each such layer's attention output (the source article's option)."""
 
     method = "prefix"
-    SETTINGS = ("length", "mid", "layers", "layer_norm", "n_classes")
+    SETTINGS = ("length", "mid", "layers", "layer_norm")
 
-    def __init__(self, model, length, mid=None, layers=None, layer_norm=False, n_classes=None):
-        super().__init__(model, n_classes)
+    def __init__(self, model, length, mid=None, layers=None, layer_norm=False):
+        super().__init__(model)
         c = model.config
         self.length, self.layer_norm = check("length", length, 1), layer_norm
         self.mid = None if mid is None else check("mid", mid, 1)
@@ -219,10 +212,10 @@ class LoRA(Method):
     while other tasks share the base); `unmerge(tuned)` takes it out (equal up to rounding)."""
 
     method = "lora"
-    SETTINGS = ("r", "alpha", "targets", "n_classes")
+    SETTINGS = ("r", "alpha", "targets")
 
-    def __init__(self, model, r=8, alpha=16, targets=("attn.c_attn",), n_classes=None):
-        super().__init__(model, n_classes)
+    def __init__(self, model, r=8, alpha=16, targets=("attn.c_attn",)):
+        super().__init__(model)
         self.r, self.alpha = check("r", r, 1), check("alpha", alpha, 0, real=True, above=True)
         self.targets = [targets] if isinstance(targets, str) else list(targets)  # name endings
         self.merged = False
@@ -270,10 +263,10 @@ class Adapter(Method):
     identity (the near-identity initialisation taken to its limit)."""
 
     method = "adapter"
-    SETTINGS = ("bottleneck", "n_classes")
+    SETTINGS = ("bottleneck",)
 
-    def __init__(self, model, bottleneck=64, n_classes=None):
-        super().__init__(model, n_classes)
+    def __init__(self, model, bottleneck=64):
+        super().__init__(model)
         self.bottleneck = check("bottleneck", bottleneck, 1)
         C = model.config.n_embd
         self.names = [n for n, _ in model.named_modules()
@@ -369,20 +362,9 @@ class Tuned(nn.Module):
 
     def keys_in_front(self, task=None, **ignored):
         """Virtual keys in front of the caller's tokens for `task` (a name or one per row): the
-        longest prefix plus the longest soft prompt, which a generation budget must count. A
-        classification-head task is refused here: it cannot generate."""
+        longest prefix plus the longest soft prompt, which a generation budget must count."""
         names = self.row_tasks(task, 1 if task is None or isinstance(task, str) else len(task))
-        self.head_of(names, generating=True)
         return self.virtual(names, self.base.transformer.wte.weight.device, build=False)[3]
-
-    def head_of(self, names, generating):
-        """The classification head of the batch's task, or None (language-model tasks)."""
-        heads = {self.tasks[n].n_classes and id(self.tasks[n]) for n in names}
-        if any(heads) and (len(heads) > 1 or generating):
-            raise ValueError(f"task {names[0]!r}: tasks with classification heads predict a class, "
-                             f"not next tokens; they run one task per batch and cannot generate "
-                             f"(that needs a language-model task); tasks: {sorted(set(names))}")
-        return self.tasks[names[0]].head if any(heads) else None
 
     @contextlib.contextmanager
     def hooked(self, names, device):
@@ -439,7 +421,6 @@ class Tuned(nn.Module):
         x = embed(self.base.transformer.wte, idx, None, past)  # (B, T, C), the ids checked
         B, T = idx.shape
         names = self.row_tasks(task, B)
-        head = self.head_of(names, generating=past is not None)
         embeds, prefix, virtual_mask, n_virtual = self.virtual(names, idx.device, past is None)
         cached = 0 if past is None else past_length(past) - n_virtual  # the caller's earlier tokens
         if attention_mask is not None and (getattr(attention_mask, "dtype", None) != torch.bool
@@ -457,15 +438,7 @@ class Tuned(nn.Module):
             h, present = self.base.body(inputs_embeds=x, past=prefix if past is None else past,
                                         attention_mask=mask)
         h = h[:, x.size(1) - T:]  # drop the virtual positions: outputs line up with idx
-        if head is None:
-            return *self.base.head(h, targets), present
-        if targets is not None and getattr(targets, "shape", None) != (B,):
-            raise ValueError(f"targets of a classification-head task must be (B,) = ({B},) class "
-                             f"ids; got shape {getattr(targets, 'shape', type(targets))}")
-        last = attention_mask.long().cumsum(1).argmax(1) - cached  # each row's last real token
-        logits = head(h[torch.arange(B, device=idx.device), last].to(head.weight.dtype))
-        loss = None if targets is None else F.cross_entropy(logits.float(), targets)
-        return logits, loss, present
+        return *self.base.head(h, targets), present
 
     def report(self, task=None):
         """Trainable share for one task: its parameters against base + its parameters."""

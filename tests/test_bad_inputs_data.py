@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 
 from minitx import GPT, Config
 from minitx.data import (Tokenizer, complete, encode_for_training, encode_prompts, load_model,
-                         packed_batches, pair_batches, save_model)
+                         packed_batches, save_model)
 from minitx.metrics import accuracy, corpus_bleu, rouge_l
 
 TOK = Tokenizer(["red", "blue", "=>", ";", ","])

@@ -41,7 +41,6 @@ def test_sizes_below_one_are_refused(n):
     for make, name in [(lambda: SoftPrompt(BASE, n), "n_tokens"), (lambda: Prefix(BASE, n), "length"),
                        (lambda: Prefix(BASE, 2, mid=n), "mid"), (lambda: LoRA(BASE, r=n), "r"),
                        (lambda: Adapter(BASE, bottleneck=n), "bottleneck"),
-                       (lambda: SoftPrompt(BASE, 2, n_classes=n), "n_classes"),
                        (lambda: SoftPrompt(BASE, 2, init="vocab", vocab_top=n), "vocab_top")]:
         with raises(ValueError, name, ">= 1", str(n)):
             make()
@@ -58,8 +57,7 @@ def test_lora_alpha_must_be_a_finite_positive_number(alpha):
     (lambda: Prefix(BASE, "3"), "length"), (lambda: Prefix(BASE, 2, mid=8.0), "mid"),
     (lambda: LoRA(BASE, r=2.0), "r"), (lambda: LoRA(BASE, alpha="16"), "alpha"),
     (lambda: Adapter(BASE, bottleneck=None), "bottleneck"),
-    (lambda: Prefix(BASE, 2, layers=1), "layers"), (lambda: SoftPrompt(BASE, 2, init=7), "init"),
-    (lambda: Prefix(BASE, 2, n_classes=2.0), "n_classes")])
+    (lambda: Prefix(BASE, 2, layers=1), "layers"), (lambda: SoftPrompt(BASE, 2, init=7), "init")])
 def test_wrong_types_are_type_errors(make, name):
     with raises(TypeError, name):
         make()
@@ -300,21 +298,6 @@ def keyed_small():
     tuned.add("p", Prefix(BASE, 2))
     tuned.add("s", SoftPrompt(BASE, 2))
     return tuned
-
-
-def test_classification_head_tasks_check_targets_and_refuse_generation():
-    tuned = Tuned(BASE)
-    tuned.add("cls", Prefix(BASE, 2, n_classes=3))
-    tuned.add("lm", Prefix(BASE, 2))
-    idx = ids(2, 4)
-    logits, loss, past = tuned(idx, torch.tensor([0, 2]), task="cls")
-    assert logits.shape == (2, 3) and loss.isfinite()
-    with raises(ValueError, "targets", "(B,) = (2,)", "torch.Size([2, 4])"):
-        tuned(idx, ids(2, 4), task="cls")
-    with raises(ValueError, "'cls'", "classification head", "language-model task"):
-        tuned(ids(2, 1), past=past, task="cls")
-    with raises(ValueError, "'cls'", "language-model task"):
-        tuned.keys_in_front(task="cls")
 
 
 @given(tasks=st.lists(st.sampled_from(["p1", "p3", "s2", "s4", "lora"]), min_size=1, max_size=4))

@@ -83,7 +83,6 @@ METHODS = {
     "prefix_direct": lambda b: Prefix(b, 3),
     "prefix_mlp": lambda b: Prefix(b, 3, mid=8),
     "prefix_layers_layer_norm": lambda b: Prefix(b, 2, layers=[1], layer_norm=True),
-    "prefix_head": lambda b: Prefix(b, 2, n_classes=3),
     "lora": lambda b: LoRA(b, r=2, alpha=4),
     "adapter": lambda b: Adapter(b, bottleneck=4),
 }
@@ -91,8 +90,7 @@ METHODS = {
 
 def batch_for(method, seed=0, B=3, T=6):
     idx = ids(seed, B, T)
-    targets = ids(seed + 1, B, high=method.n_classes) if method.n_classes else ids(seed + 1, B, T)
-    return idx, targets
+    return idx, ids(seed + 1, B, T)
 
 
 # ----------------------------------------------------------------------------- the shoot-out
@@ -392,10 +390,6 @@ def test_mixed_batch_of_prefixes_on_different_layers_raises():
     tuned.add("upper", Prefix(base, 2, layers=[1]))
     with pytest.raises(ValueError, match="same layers"):
         tuned(ids(0, 2, 3), task=["all", "upper"])
-    tuned.add("head", Prefix(base, 2, n_classes=3))
-    tuned.add("head2", Prefix(base, 2, n_classes=3))
-    with pytest.raises(ValueError, match="classification heads"):
-        tuned(ids(0, 2, 3), task=["head", "head2"])
 
 
 # ----------------------------------------------------------------------------- adapter files

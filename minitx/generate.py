@@ -24,11 +24,12 @@ def filter_logits(logits, top_k=None, top_p=None):
 
 
 def next_token(logits, temperature=0.0, top_k=None, top_p=None, generator=None):
-    """Greedy if temperature == 0, else sample softmax(logits / temperature) after filtering."""
+    """(B, 1) ids: the argmax if temperature == 0, else a sample of softmax(logits / temperature)
+    after filtering."""
     if temperature == 0.0:
-        return logits.argmax(dim=-1)
+        return logits.argmax(dim=-1, keepdim=True)
     probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return torch.multinomial(probs, 1, generator=generator)
 
 
 @torch.no_grad()
@@ -65,8 +66,8 @@ def generate(model, idx, max_new_tokens, attention_mask=None, past=None, tempera
     new_tokens, tokens = [], idx
     for _ in range(max_new_tokens):
         logits, _, past = model(tokens, past=past, attention_mask=attention_mask, **model_kwargs)
-        tokens = next_token(logits[:, -1, :].float(), temperature, top_k, top_p, generator)[:, None]
-        # (B, 1): only the newest token goes in next; a finished row shows pad_id (never fed)
+        tokens = next_token(logits[:, -1].float(), temperature, top_k, top_p, generator)  # (B, 1)
+        # only the newest token goes in next; a finished row shows pad_id, which is never fed
         new_tokens.append(tokens if stop is None else tokens.masked_fill(finished, pad_id))
         if stop is not None:  # no stop ids: no bookkeeping at all
             finished |= torch.isin(tokens, stop)

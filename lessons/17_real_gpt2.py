@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from common import SEEDS, lesson_mode, seed_everything, setup, table, takeaway, verdict
 from minitx import GPT, Config
 from minitx.generate import generate
-from minitx.gpt2 import GPT2Tokenizer, bytes_to_unicode, load_gpt2
+from minitx.gpt2 import GPT2Tokenizer, load_gpt2
 from minitx.tuning import count_parameters
 
 MODE = lesson_mode()
@@ -60,7 +60,8 @@ GPT2Tokenizer.from_pretrained('gpt2').save_pretrained('gpt2-local')"
 
     python lessons/17_real_gpt2.py --gpt2 gpt2-local
 
-model.safetensors needs `pip install safetensors`; pytorch_model.bin needs only torch.
+The tokenizer needs `regex` and model.safetensors needs `safetensors`: pip install -e ".[gpt2]"
+(pytorch_model.bin needs only torch).
 """
 
 if sys.argv[-1] == "--gpt2":
@@ -72,8 +73,18 @@ if GPT2_DIR:  # a wrong path raises FileNotFoundError naming the files that must
     WHAT = f"GPT-2 from {GPT2_DIR}"
 else:
     print(HOW_TO_GET)
-    byte_vocab = {c: i for i, c in enumerate(bytes_to_unicode().values())}
-    tok = GPT2Tokenizer({**byte_vocab, "<|endoftext|>": 256}, merges=[])  # bytes only, no BPE
+
+    class ByteTokenizer:
+        """The stand-in's tokenizer: one id per UTF-8 byte — GPT-2's byte-level BPE before any
+        merge (GPT2Tokenizer itself needs the `regex` package, which `.[gpt2]` installs)."""
+
+        def encode(self, text):
+            return list(text.encode("utf-8"))
+
+        def decode(self, ids):
+            return bytes(ids).decode("utf-8", errors="replace")
+
+    tok = ByteTokenizer()
     model = GPT(Config(vocab_size=257, block_size=256, n_layer=2, n_head=2, n_embd=64)).eval()
     WHAT = "the STAND-IN: random weights, not GPT-2"
 model.requires_grad_(False)

@@ -40,6 +40,7 @@ def run_with_env(value):
 
 @pytest.fixture(scope="module")
 def gpt2_dir(tmp_path_factory):
+    pytest.importorskip("regex")  # GPT2Tokenizer needs it (the `.[gpt2]` extra); the stand-in not
     return write_dir(tmp_path_factory.mktemp("gpt2") / "gpt2", hf_state(dtype=torch.float32))
 
 

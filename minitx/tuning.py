@@ -387,7 +387,7 @@ class Tuned(nn.Module):
         """The virtual tokens of a batch whose row i uses task names[i]: each task's prefix and soft
         prompt left-padded to the longest (P keys, n tokens), one per row, and the (B, P + n) mask
         hiding the padding. Returns (prompts (B, n, C), per-layer prefix, mask, P + n), B = 1 for
-        one task; build=False: the mask and P + n only (a cache already holds the rest)."""
+        one task; build=False: the mask (None for one task) and P + n (a cache holds the rest)."""
         tasks = list(dict.fromkeys(names))
         methods = [self.tasks[t] for t in tasks]
         if len({tuple(m.layers) for m in methods if isinstance(m, Prefix)}) > 1:
@@ -395,6 +395,8 @@ class Tuned(nn.Module):
         lengths = [(m.length if isinstance(m, Prefix) else 0, getattr(m, "n_tokens", 0))
                    for m in methods]  # (prefix keys, soft-prompt tokens) of each task
         P, n = max(p for p, _ in lengths), max(s for _, s in lengths)
+        if len(tasks) == 1 and not build:  # one task's decoding step: nothing to pad or gather
+            return None, None, None, P + n
         row = torch.tensor([tasks.index(t) for t in names], device=device)  # (B,) row -> task
         own = torch.tensor(lengths, device=device)[row]  # (B, 2): each row's P_i and n_i
         mask = torch.cat([torch.arange(P, device=device) >= P - own[:, :1],
@@ -430,10 +432,13 @@ class Tuned(nn.Module):
                              f"{getattr(attention_mask, 'dtype', type(attention_mask))}")
         if embeds is not None:
             x = torch.cat([embeds.to(x.dtype).expand(B, -1, -1), x], dim=1)  # (B, n + T, C)
-        hide = attention_mask is not None or len(set(names)) > 1  # else: the causal fast path
-        if attention_mask is None:  # every real token, cached or current, is visible
-            attention_mask = torch.ones(B, cached + T, dtype=torch.bool, device=idx.device)
-        mask = torch.cat([virtual_mask, attention_mask], dim=1) if hide else None  # (B, all keys)
+        mask = None
+        if attention_mask is not None or len(set(names)) > 1:  # else: the causal fast path
+            if attention_mask is None:  # every real token, cached or current, is visible
+                attention_mask = torch.ones(B, cached + T, dtype=torch.bool, device=idx.device)
+            if virtual_mask is None:  # one task's virtual tokens: all visible
+                virtual_mask = attention_mask.new_ones(B, n_virtual)
+            mask = torch.cat([virtual_mask, attention_mask], dim=1)  # (B, all keys)
         with self.hooked(names, idx.device):
             h, present = self.base.body(inputs_embeds=x, past=prefix if past is None else past,
                                         attention_mask=mask)

@@ -26,7 +26,6 @@
 
 # %%
 import json
-import statistics
 
 from common import (RESULTS, SEEDS, Verdict, chosen_lr, evaluate, lesson_mode, load_base,
                     seed_everything, setup, spread, table, takeaway, tune, validation_loss,

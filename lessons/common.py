@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from minitx import GPT, Config, MultiHeadAttention, generate
+from minitx import GPT, Config, MultiHeadAttention
 from minitx.data import (complete, encode_for_training, encode_prompts, load_model,
                          packed_batches, pair_batches, save_model)
-from toyworld import TASKS, course_tokenizer, make_split, pretraining_corpus, prompt_text
+from toyworld import TASKS, course_tokenizer, pretraining_corpus, prompt_text
 from minitx.metrics import corpus_bleu, rouge_l
-from minitx.train import TrainConfig, load_checkpoint, save_checkpoint, train
+from minitx.train import TrainConfig, train
 from minitx.tuning import Tuned
 
 HERE = Path(__file__).resolve().parent

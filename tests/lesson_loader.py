@@ -8,6 +8,7 @@ notebook kernel would, and returns the namespace so a test can read what the les
 """
 import contextlib
 import io
+import math
 import re
 import sys
 from pathlib import Path
@@ -82,3 +83,14 @@ def run_fast(module, **kwargs):
         return module.main(fast=True, **kwargs)
     finally:
         torch.set_num_threads(threads)
+
+
+def assert_verdict(v, n_seeds=None, claim=None):
+    """A printed verdict (common.Verdict) over every seed of the mode (the fast mode's by default),
+    its word one of the allowed ones, its differences finite; and its claim, if given."""
+    import common  # lessons/common.py, on sys.path above
+    n = len(common.SEEDS["fast"]) if n_seeds is None else n_seeds
+    assert isinstance(v, common.Verdict) and len(v.diffs) == n, v
+    assert v.word in {"holds", "reversed", common.NOT_SHOWN, f"not shown (only {n} seeds)"}, v
+    assert all(math.isfinite(d) for d in v.diffs) and f"{v.claim}: {v.word}" in str(v), v
+    assert claim is None or v.claim == claim, (v.claim, claim)

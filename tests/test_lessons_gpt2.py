@@ -10,7 +10,6 @@ teacher-forced "right" count equals what greedy decoding writes; the prefix's si
 form (exercise 2); a wrong path raises FileNotFoundError naming the files; `--gpt2 PATH` on the
 command line works. Run alone: `python -m pytest tests/test_lessons_gpt2.py -q`.
 """
-import math
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lesson_loader import LESSONS, run_lesson  # puts lessons/ on sys.path
+from lesson_loader import assert_verdict, LESSONS, run_lesson  # puts lessons/ on sys.path
 import common  # noqa: E402  (from lessons/)
 from minitx.gpt2 import GPT2Tokenizer, load_gpt2
 from test_gpt2 import hf_state, write_dir
@@ -53,12 +52,6 @@ def stand_in():
 def tiny(gpt2_dir):
     return run_with_env(gpt2_dir)
 
-
-def assert_verdict(v):
-    n = len(FAST_SEEDS)
-    assert isinstance(v, common.Verdict) and len(v.diffs) == n
-    assert v.word in {"holds", "reversed", common.NOT_SHOWN, f"not shown (only {n} seeds)"}
-    assert all(math.isfinite(d) for d in v.diffs)
 
 
 @pytest.mark.slow

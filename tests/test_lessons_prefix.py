@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from lesson_loader import run_lesson
+from lesson_loader import assert_verdict, run_lesson
 from minitx import GPT, Config, attention
 from minitx.tuning import Prefix, SoftPrompt, Tuned, count_parameters
 from toyworld import prompt_text
@@ -19,13 +19,6 @@ import common  # lessons/ is on sys.path once lesson_loader is imported
 
 N_SEEDS = len(common.SEEDS["fast"])
 
-
-def assert_verdict(v, claim=None):
-    """A printed verdict over every seed of fast mode, its word one of the allowed."""
-    assert isinstance(v, common.Verdict) and len(v.diffs) == N_SEEDS
-    allowed = {"holds", "reversed", common.NOT_SHOWN, f"not shown (only {N_SEEDS} seeds)"}
-    assert v.word in allowed and all(math.isfinite(d) for d in v.diffs)
-    assert claim is None or v.claim == claim
 
 
 # ---- lesson 07: prefix tuning and its reparameterization --------------------------------------

@@ -11,6 +11,7 @@ from lesson_loader import run_lesson
 import common  # lessons/ is on sys.path once lesson_loader is imported
 import toyworld
 from minitx.data import load_model, packed_batches
+from minitx.train import load_checkpoint
 from toyworld import TASKS, make_split
 
 PRETRAINED = {"sentiment", "data_to_text", "reverse", "copy", "intent"}
@@ -40,7 +41,7 @@ def test_lesson_04_demo_run_learns_on_every_seed(lesson04):
         assert len(run["losses"]) == ns["S"]["demo_steps"]
         assert run["end"] < run["start"] - 0.5  # the loss falls on every seed, by a wide margin
     # seed 0's demo model was saved to lessons/out/ and reloads with the tiny configuration
-    data = common.load_checkpoint(common.OUT / "base_tiny_demo.pt")
+    data = load_checkpoint(common.OUT / "base_tiny_demo.pt")
     assert data["config"]["n_layer"] == common.SIZES["tiny"]["n_layer"]
 
 

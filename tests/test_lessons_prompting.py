@@ -14,7 +14,7 @@ import re
 import pytest
 import torch
 
-from lesson_loader import run_lesson  # puts lessons/ on sys.path
+from lesson_loader import assert_verdict, run_lesson  # puts lessons/ on sys.path
 from minitx import MultiHeadAttention
 from minitx.data import encode_prompts
 from minitx.tuning import SoftPrompt, Tuned, count_parameters
@@ -23,13 +23,6 @@ from toyworld import TASKS, prompt_text  # noqa: E402
 
 FAST_SEEDS = common.SEEDS["fast"]
 
-
-def assert_verdict(v):
-    """A printed verdict over every fast seed, its word one of the allowed ones."""
-    n = len(FAST_SEEDS)
-    assert isinstance(v, common.Verdict) and len(v.diffs) == n
-    assert v.word in {"holds", "reversed", common.NOT_SHOWN, f"not shown (only {n} seeds)"}
-    assert all(math.isfinite(d) for d in v.diffs)
 
 
 def greedy_answer(model, tok, text, max_new_tokens=24, **kw):

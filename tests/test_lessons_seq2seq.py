@@ -9,13 +9,12 @@ log-softmax); the two exercises with checkable answers run their reference solut
 pretrains its bases for a few steps only, so no direction between arms is asserted here.
 Run alone: `python -m pytest tests/test_lessons_seq2seq.py -q`.
 """
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lesson_loader import run_lesson  # puts lessons/ on sys.path
+from lesson_loader import assert_verdict, run_lesson  # puts lessons/ on sys.path
 import common  # noqa: E402  (from lessons/)
 from minitx.metrics import corpus_bleu, rouge_l
 from minitx.tuning import count_parameters
@@ -28,13 +27,6 @@ ARMS = ["encoder", "decoder", "cross", "all three", "frozen"]
 def ns():
     return run_lesson("13_seq2seq_prefixes.py")
 
-
-def assert_verdict(v):
-    """A printed verdict over every fast seed, its word one of the allowed ones."""
-    n = len(FAST_SEEDS)
-    assert isinstance(v, common.Verdict) and len(v.diffs) == n
-    assert v.word in {"holds", "reversed", common.NOT_SHOWN, f"not shown (only {n} seeds)"}
-    assert all(math.isfinite(d) for d in v.diffs)
 
 
 @pytest.mark.slow

@@ -16,19 +16,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from lesson_loader import run_lesson
+from lesson_loader import assert_verdict, run_lesson
 import common  # lessons/ is on sys.path once lesson_loader is imported
 from minitx.tuning import LoRA, Tuned, count_parameters
 from toyworld import Example, prompt_text
 
 N_SEEDS = len(common.SEEDS["fast"])
 
-
-def assert_verdict(v):
-    """A printed verdict over every seed of the fast mode, its word one of the allowed."""
-    assert isinstance(v, common.Verdict) and len(v.diffs) == N_SEEDS
-    allowed = {"holds", "reversed", common.NOT_SHOWN, f"not shown (only {N_SEEDS} seeds)"}
-    assert v.word in allowed and f"{v.claim}: {v.word}" in str(v)
 
 
 def number(text):

@@ -1,8 +1,7 @@
 """The encoder–decoder and its three prefixes (issue 5): shapes, masks, the exact equalities in
-float64, parameter accounting, gradients, errors, generation, and the lesson in its fast mode."""
+float64, parameter accounting, gradients, errors and generation (its lesson's tests:
+test_lessons_seq2seq.py)."""
 import functools
-import importlib.util
-import pathlib
 
 import pytest
 import torch

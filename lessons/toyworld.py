@@ -171,6 +171,10 @@ def prompt_text(example: Example, instruction: str | None = None) -> str:
 
 def make_split(task_name: str, n: int, split: str, seed: int = 0) -> list[Example]:
     """``n`` examples of a task, distinct sources all in ``split``; the same for the same seed."""
+    if task_name not in TASKS:
+        raise ValueError(f"task_name must be one of {list(TASKS)}; got {task_name!r}")
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test'; got {split!r}")
     rng, examples = random.Random(f"{task_name}/{split}/{seed}"), {}
     for _ in range(100 * n + 20_000):  # far more draws than any n the split can supply needs
         if len(examples) == n:

@@ -542,3 +542,11 @@ def test_complete_with_one_task_or_one_task_per_prompt():
     assert complete(tuned, TOK, PROMPTS, max_new_tokens=6, batch_size=2, task=tasks) == expected
     assert complete(tuned, TOK, PROMPTS, 6, task="prefix") == by_hand(tuned, TOK, PROMPTS, 6,
                                                                       task="prefix")
+
+
+@pytest.mark.parametrize("args, named", [(("nope", 3, "train"), "task_name"),
+                                         (("reverse", 3, "dev"), "split")])
+def test_make_split_names_the_valid_tasks_and_splits(args, named):
+    with pytest.raises(ValueError, match=named) as error:
+        make_split(*args)
+    assert ("reverse" in str(error.value)) if named == "task_name" else "'val'" in str(error.value)

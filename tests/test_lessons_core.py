@@ -24,7 +24,6 @@ def lesson01():
     return run_lesson("01_soft_prompt_shapes.py")
 
 
-
 @pytest.mark.slow
 def test_lesson_01_shapes_and_counts(lesson01):
     ns = lesson01

@@ -53,7 +53,6 @@ def tiny(gpt2_dir):
     return run_with_env(gpt2_dir)
 
 
-
 @pytest.mark.slow
 def test_without_a_directory_it_says_how_to_get_one_and_runs_on_the_stand_in(stand_in):
     out = stand_in["OUTPUT"]

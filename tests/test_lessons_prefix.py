@@ -20,7 +20,6 @@ import common  # lessons/ is on sys.path once lesson_loader is imported
 N_SEEDS = len(common.SEEDS["fast"])
 
 
-
 # ---- lesson 07: prefix tuning and its reparameterization --------------------------------------
 @pytest.fixture(scope="module")
 def lesson07():

@@ -24,7 +24,6 @@ from toyworld import TASKS, prompt_text  # noqa: E402
 FAST_SEEDS = common.SEEDS["fast"]
 
 
-
 def greedy_answer(model, tok, text, max_new_tokens=24, **kw):
     """Greedy decoding written out: the whole sequence through the model at every step, one
     input at a time (no padding, no KV cache, no common.predict); the text before ';'."""

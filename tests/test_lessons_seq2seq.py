@@ -28,7 +28,6 @@ def ns():
     return run_lesson("13_seq2seq_prefixes.py")
 
 
-
 @pytest.mark.slow
 def test_verdicts_are_paired_over_the_seeds_and_printed(ns):
     verdicts = ns["verdicts"]

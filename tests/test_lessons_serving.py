@@ -24,7 +24,6 @@ from toyworld import Example, prompt_text
 N_SEEDS = len(common.SEEDS["fast"])
 
 
-
 def number(text):
     """'10,240' -> 10240 (tables print counts with thousands separators)."""
     return int(str(text).replace(",", ""))

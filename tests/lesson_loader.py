@@ -85,12 +85,14 @@ def run_fast(module, **kwargs):
         torch.set_num_threads(threads)
 
 
-def assert_verdict(v, n_seeds=None, claim=None):
+def assert_verdict(v, n_seeds=None, claim=None, output=None):
     """A printed verdict (common.Verdict) over every seed of the mode (the fast mode's by default),
-    its word one of the allowed ones, its differences finite; and its claim, if given."""
+    its word one of the allowed ones, its differences finite; its claim, if given; and printed in
+    `output` (a lesson's OUTPUT), if given."""
     import common  # lessons/common.py, on sys.path above
     n = len(common.SEEDS["fast"]) if n_seeds is None else n_seeds
     assert isinstance(v, common.Verdict) and len(v.diffs) == n, v
     assert v.word in {"holds", "reversed", common.NOT_SHOWN, f"not shown (only {n} seeds)"}, v
     assert all(math.isfinite(d) for d in v.diffs) and f"{v.claim}: {v.word}" in str(v), v
     assert claim is None or v.claim == claim, (v.claim, claim)
+    assert output is None or str(v) in output, f"not printed: {v}"

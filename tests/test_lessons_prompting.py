@@ -51,8 +51,7 @@ def test_05_verdicts_are_paired_over_the_seeds_and_printed(ns05):
                              "soft vs held-out", "seen vs soft", "d2t random vs none",
                              "toward words", "task words", "attention"}
     for v in verdicts.values():
-        assert_verdict(v)
-        assert str(v) in ns05["OUTPUT"]
+        assert_verdict(v, output=ns05["OUTPUT"])
     assert "Takeaway" in ns05["OUTPUT"] and "nan" not in ns05["OUTPUT"]
 
 
@@ -190,8 +189,7 @@ def test_06_verdicts_are_paired_over_the_seeds_and_printed(ns06):
                 "vocab > random (intent)"} | {f"{b} > {a}" for a, b in zip(lengths, lengths[1:])}
     assert set(verdicts) == expected
     for v in verdicts.values():
-        assert_verdict(v)
-        assert str(v) in ns06["OUTPUT"]
+        assert_verdict(v, output=ns06["OUTPUT"])
     assert "Takeaway" in ns06["OUTPUT"] and "nan" not in ns06["OUTPUT"]
 
 
